@@ -1,0 +1,30 @@
+"""The one interface every inference backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from openai.types.chat import ChatCompletionChunk
+
+
+class ChatBackend(Protocol):
+    """Streams a chat completion. ``body`` is the exact JSON body of ``POST /v1/chat/completions``."""
+
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class ModelRoute:
+    """A public model name and where its requests go."""
+
+    name: str
+    backend: ChatBackend
+    upstream_model: str
+    max_tokens_param: str = "max_tokens"
+    owned_by: str = "rejoinder"
+    context_window: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

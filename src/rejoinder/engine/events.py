@@ -1,0 +1,301 @@
+"""The response under construction, and every event it emits.
+
+Each SSE event type is produced in exactly one method here. Items are kept as the wire dicts the
+API returns; events are the SDK's own pydantic types, so a drift from the spec fails loudly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from openai.types import responses as T
+
+from rejoinder.ids import new_id, new_item_id
+
+Event = T.ResponseStreamEvent
+
+TERMINAL_EVENT_TYPES = frozenset({"response.completed", "response.failed", "response.incomplete"})
+
+
+def empty_usage() -> dict[str, Any]:
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 0,
+    }
+
+
+class ResponseState:
+    """Owns the response dict, the output items and the sequence counter."""
+
+    def __init__(self, response: dict[str, Any]):
+        self.response = response
+        self.output: list[dict[str, Any]] = response["output"]
+        self.seq = -1
+        self.usage = empty_usage()
+
+    def _n(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    # -- response lifecycle ------------------------------------------------------------------
+
+    def created(self) -> Event:
+        return T.ResponseCreatedEvent(type="response.created", sequence_number=self._n(), response=self.response)
+
+    def queued(self) -> Event:
+        return T.ResponseQueuedEvent(type="response.queued", sequence_number=self._n(), response=self.response)
+
+    def in_progress(self) -> Event:
+        self.response["status"] = "in_progress"
+        return T.ResponseInProgressEvent(
+            type="response.in_progress", sequence_number=self._n(), response=self.response
+        )
+
+    def _end(self, status: str) -> None:
+        self.response["status"] = status
+        self.response["completed_at"] = int(time.time()) if status == "completed" else None
+        self.response["usage"] = self.usage
+
+    def completed(self) -> Event:
+        self._end("completed")
+        return T.ResponseCompletedEvent(type="response.completed", sequence_number=self._n(), response=self.response)
+
+    def incomplete(self, reason: str) -> Event:
+        self._end("incomplete")
+        self.response["incomplete_details"] = {"reason": reason}
+        return T.ResponseIncompleteEvent(
+            type="response.incomplete", sequence_number=self._n(), response=self.response
+        )
+
+    def failed(self, code: str, message: str) -> Event:
+        self._end("failed")
+        self.response["error"] = {"code": code, "message": message}
+        return T.ResponseFailedEvent(type="response.failed", sequence_number=self._n(), response=self.response)
+
+    def cancelled(self) -> None:
+        """Cancelled responses get no terminal SSE event of their own; the stream just ends."""
+        self._end("cancelled")
+
+    def add_usage(self, prompt: int, completion: int, cached: int, reasoning: int) -> None:
+        u = self.usage
+        u["input_tokens"] += prompt
+        u["output_tokens"] += completion
+        u["total_tokens"] += prompt + completion
+        u["input_tokens_details"]["cached_tokens"] += cached
+        u["output_tokens_details"]["reasoning_tokens"] += reasoning
+
+    # -- items -------------------------------------------------------------------------------
+
+    def add_item(self, item: dict[str, Any]) -> tuple[int, Event]:
+        self.output.append(item)
+        index = len(self.output) - 1
+        return index, T.ResponseOutputItemAddedEvent(
+            type="response.output_item.added", sequence_number=self._n(), output_index=index, item=item
+        )
+
+    def item_done(self, index: int) -> Event:
+        return T.ResponseOutputItemDoneEvent(
+            type="response.output_item.done", sequence_number=self._n(), output_index=index, item=self.output[index]
+        )
+
+    # -- assistant message -------------------------------------------------------------------
+
+    def message_start(self) -> tuple[int, list[Event]]:
+        item = {"id": new_item_id("message"), "type": "message", "status": "in_progress", "role": "assistant",
+                "content": []}
+        index, added = self.add_item(item)
+        return index, [added]
+
+    def part_start(self, index: int, kind: str) -> Event:
+        item = self.output[index]
+        part: dict[str, Any] = (
+            {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            if kind == "output_text" else {"type": "refusal", "refusal": ""}
+        )
+        item["content"].append(part)
+        return T.ResponseContentPartAddedEvent(
+            type="response.content_part.added", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, content_index=len(item["content"]) - 1, part=dict(part),
+        )
+
+    def text_delta(self, index: int, text: str) -> Event:
+        item = self.output[index]
+        part = item["content"][-1]
+        part["text"] += text
+        return T.ResponseTextDeltaEvent(
+            type="response.output_text.delta", sequence_number=self._n(), item_id=item["id"], output_index=index,
+            content_index=len(item["content"]) - 1, delta=text, logprobs=[],
+        )
+
+    def refusal_delta(self, index: int, text: str) -> Event:
+        item = self.output[index]
+        part = item["content"][-1]
+        part["refusal"] += text
+        return T.ResponseRefusalDeltaEvent(
+            type="response.refusal.delta", sequence_number=self._n(), item_id=item["id"], output_index=index,
+            content_index=len(item["content"]) - 1, delta=text,
+        )
+
+    def part_done(self, index: int) -> list[Event]:
+        item = self.output[index]
+        ci = len(item["content"]) - 1
+        part = item["content"][ci]
+        if part["type"] == "output_text":
+            text_done: Event = T.ResponseTextDoneEvent(
+                type="response.output_text.done", sequence_number=self._n(), item_id=item["id"], output_index=index,
+                content_index=ci, text=part["text"], logprobs=[],
+            )
+        else:
+            text_done = T.ResponseRefusalDoneEvent(
+                type="response.refusal.done", sequence_number=self._n(), item_id=item["id"], output_index=index,
+                content_index=ci, refusal=part["refusal"],
+            )
+        part_done = T.ResponseContentPartDoneEvent(
+            type="response.content_part.done", sequence_number=self._n(), item_id=item["id"], output_index=index,
+            content_index=ci, part=dict(part),
+        )
+        return [text_done, part_done]
+
+    def message_done(self, index: int, status: str = "completed") -> Event:
+        self.output[index]["status"] = status
+        return self.item_done(index)
+
+    # -- reasoning ---------------------------------------------------------------------------
+
+    def reasoning_start(self) -> tuple[int, list[Event]]:
+        item = {"id": new_item_id("reasoning"), "type": "reasoning", "summary": [],
+                "content": [{"type": "reasoning_text", "text": ""}], "status": "in_progress"}
+        index, added = self.add_item(item)
+        return index, [added]
+
+    def reasoning_delta(self, index: int, text: str) -> Event:
+        item = self.output[index]
+        item["content"][0]["text"] += text
+        return T.ResponseReasoningTextDeltaEvent(
+            type="response.reasoning_text.delta", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, content_index=0, delta=text,
+        )
+
+    def reasoning_done(self, index: int) -> list[Event]:
+        item = self.output[index]
+        item["status"] = "completed"
+        done = T.ResponseReasoningTextDoneEvent(
+            type="response.reasoning_text.done", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, content_index=0, text=item["content"][0]["text"],
+        )
+        return [done, self.item_done(index)]
+
+    # -- function calls (client-side) --------------------------------------------------------
+
+    def function_call_start(self, call_id: str, name: str) -> tuple[int, Event]:
+        item = {"id": new_item_id("function_call"), "type": "function_call", "status": "in_progress",
+                "call_id": call_id, "name": name, "arguments": ""}
+        return self.add_item(item)
+
+    def function_call_delta(self, index: int, delta: str) -> Event:
+        item = self.output[index]
+        item["arguments"] += delta
+        return T.ResponseFunctionCallArgumentsDeltaEvent(
+            type="response.function_call_arguments.delta", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, delta=delta,
+        )
+
+    def function_call_done(self, index: int) -> list[Event]:
+        item = self.output[index]
+        item["status"] = "completed"
+        done = T.ResponseFunctionCallArgumentsDoneEvent(
+            type="response.function_call_arguments.done", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, arguments=item["arguments"],
+        )
+        return [done, self.item_done(index)]
+
+    # -- MCP ---------------------------------------------------------------------------------
+
+    def mcp_list_tools_start(self, server_label: str) -> tuple[int, list[Event]]:
+        item = {"id": new_item_id("mcp_list_tools"), "type": "mcp_list_tools", "server_label": server_label,
+                "tools": []}
+        index, added = self.add_item(item)
+        progress = T.ResponseMcpListToolsInProgressEvent(
+            type="response.mcp_list_tools.in_progress", sequence_number=self._n(), item_id=item["id"],
+            output_index=index,
+        )
+        return index, [added, progress]
+
+    def mcp_list_tools_done(self, index: int, tools: list[dict[str, Any]] | None, error: str | None) -> list[Event]:
+        item = self.output[index]
+        if error is None:
+            item["tools"] = tools or []
+            end: Event = T.ResponseMcpListToolsCompletedEvent(
+                type="response.mcp_list_tools.completed", sequence_number=self._n(), item_id=item["id"],
+                output_index=index,
+            )
+        else:
+            item["error"] = error
+            end = T.ResponseMcpListToolsFailedEvent(
+                type="response.mcp_list_tools.failed", sequence_number=self._n(), item_id=item["id"],
+                output_index=index,
+            )
+        return [end, self.item_done(index)]
+
+    def mcp_call_start(self, server_label: str, name: str, approval_request_id: str | None = None,
+                       arguments: str = "") -> tuple[int, Event]:
+        item: dict[str, Any] = {"id": new_item_id("mcp_call"), "type": "mcp_call", "server_label": server_label,
+                                "name": name, "arguments": arguments, "status": "in_progress",
+                                "output": None, "error": None}
+        if approval_request_id:
+            item["approval_request_id"] = approval_request_id
+        return self.add_item(item)
+
+    def mcp_call_delta(self, index: int, delta: str) -> Event:
+        item = self.output[index]
+        item["arguments"] += delta
+        return T.ResponseMcpCallArgumentsDeltaEvent(
+            type="response.mcp_call_arguments.delta", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, delta=delta,
+        )
+
+    def mcp_call_arguments_done(self, index: int) -> list[Event]:
+        item = self.output[index]
+        return [
+            T.ResponseMcpCallArgumentsDoneEvent(
+                type="response.mcp_call_arguments.done", sequence_number=self._n(), item_id=item["id"],
+                output_index=index, arguments=item["arguments"],
+            ),
+            T.ResponseMcpCallInProgressEvent(
+                type="response.mcp_call.in_progress", sequence_number=self._n(), item_id=item["id"],
+                output_index=index,
+            ),
+        ]
+
+    def mcp_call_done(self, index: int, output: str | None, error: dict[str, Any] | None) -> list[Event]:
+        item = self.output[index]
+        if error is None:
+            item.update(status="completed", output=output)
+            end: Event = T.ResponseMcpCallCompletedEvent(
+                type="response.mcp_call.completed", sequence_number=self._n(), item_id=item["id"], output_index=index,
+            )
+        else:
+            item.update(status="failed", error=error)
+            end = T.ResponseMcpCallFailedEvent(
+                type="response.mcp_call.failed", sequence_number=self._n(), item_id=item["id"], output_index=index,
+            )
+        return [end, self.item_done(index)]
+
+    def mcp_approval_request(self, server_label: str, name: str, arguments: str) -> list[Event]:
+        item = {"id": new_item_id("mcp_approval_request"), "type": "mcp_approval_request",
+                "server_label": server_label, "name": name, "arguments": arguments}
+        index, added = self.add_item(item)
+        return [added, self.item_done(index)]
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def error(self, code: str, message: str) -> Event:
+        return T.ResponseErrorEvent(type="error", sequence_number=self._n(), code=code, message=message, param=None)
+
+
+def new_response_id() -> str:
+    return new_id("resp")

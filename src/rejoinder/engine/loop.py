@@ -1,0 +1,339 @@
+"""The agentic loop: infer -> emit items -> run server-side tools -> infer again.
+
+It stops on a final message, a client-side function call, an approval request, the token limit
+or the iteration guard. The response (with its conversation append) is committed before the
+terminal event is yielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rejoinder.engine import chunks as C
+from rejoinder.engine.chat_request import chat_body
+from rejoinder.engine.context import build_messages
+from rejoinder.engine.events import Event, ResponseState
+from rejoinder.engine.plan import RunPlan
+from rejoinder.errors import BackendError
+from rejoinder.ids import new_id
+from rejoinder.tools.mcp_client import McpResult
+from rejoinder.tools.toolset import ServerTool, resolve_tool_choice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Call:
+    """One tool call the model is streaming."""
+
+    index: int
+    call_id: str
+    name: str = ""
+    arguments: str = ""
+    kind: str = ""  # "function" | "mcp" | "approval" | "ignored"
+    output_index: int = -1
+    tool: ServerTool | None = None
+
+
+@dataclass
+class _Turn:
+    """What one inference step produced."""
+
+    finish_reason: str | None = None
+    calls: list[_Call] = field(default_factory=list)
+
+
+class Persistence:
+    """Where a run commits its state; the HTTP layer provides the store-backed one."""
+
+    async def started(self, plan: RunPlan) -> None: ...
+
+    async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None: ...
+
+
+class ResponseRun:
+    def __init__(self, plan: RunPlan, persistence: Persistence, max_iterations: int):
+        self.plan = plan
+        self.persistence = persistence
+        self.max_iterations = max_iterations
+        self.state = ResponseState(plan.response)
+        self._message: int | None = None  # output index of the open message item
+        self._reasoning: int | None = None
+        self._calls: dict[int, _Call] = {}
+        self._open_call: _Call | None = None
+        self._mcp_calls_made = 0
+        self.cancel_requested = False  # set before cancelling the task that drives events()
+
+    # -- the event stream ------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[Event]:
+        st = self.state
+        committed = False
+        try:
+            await self.persistence.started(self.plan)
+            yield st.created()
+            yield st.in_progress()
+            try:
+                for event in self._listings():
+                    yield event
+                async for event in self._run_approved():
+                    yield event
+                async for event in self._iterate():
+                    yield event
+                reason = st.response.get("incomplete_details")
+                terminal = st.incomplete(reason["reason"]) if reason else st.completed()
+            except BackendError as exc:
+                for event in self._close_open_items(status="incomplete"):
+                    yield event
+                terminal = st.failed(exc.code, exc.message)
+            await self.persistence.finished(self.plan, st.response)
+            committed = True
+            yield terminal
+        except asyncio.CancelledError:
+            if not committed and st.response["status"] in ("in_progress", "queued"):
+                if self.cancel_requested:
+                    st.cancelled()
+                else:
+                    st.failed("server_error", "The response was interrupted before it finished.")
+                await asyncio.shield(self.persistence.finished(self.plan, st.response))
+            raise
+        except Exception:
+            if committed:
+                raise
+            log.exception("response %s failed", self.plan.response_id)
+            terminal = st.failed("server_error", "The server had an error while processing the response.")
+            await self.persistence.finished(self.plan, st.response)
+            yield terminal
+        finally:
+            await self.plan.sessions.aclose()
+
+    # -- MCP tool listings and approved calls -------------------------------------------------
+
+    def _listings(self) -> list[Event]:
+        events: list[Event] = []
+        for label, tools in self.plan.fresh_listings.items():
+            index, started = self.state.mcp_list_tools_start(label)
+            events.extend(started)
+            events.extend(self.state.mcp_list_tools_done(index, tools, None))
+        return events
+
+    async def _run_approved(self) -> AsyncIterator[Event]:
+        st = self.state
+        for request in self.plan.approved:
+            server = self.plan.toolset.servers.get(request["server_label"])
+            index, added = st.mcp_call_start(request["server_label"], request["name"],
+                                             approval_request_id=request["id"])
+            yield added
+            if request.get("arguments"):
+                yield st.mcp_call_delta(index, request["arguments"])
+            for event in st.mcp_call_arguments_done(index):
+                yield event
+            if server is None:
+                result = McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
+                                          "message": f"MCP server '{request['server_label']}' is not in this request."})
+            else:
+                result = await self._call_mcp(server_tool_name=request["name"], server=server,
+                                              arguments=request.get("arguments") or "{}")
+            for event in st.mcp_call_done(index, result.output, result.error):
+                yield event
+
+    # -- inference steps ---------------------------------------------------------------------
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        plan = self.plan
+        max_calls = plan.params.get("max_tool_calls")
+        for _ in range(self.max_iterations):
+            turn = _Turn()
+            async for event in self._infer(turn):
+                yield event
+            if turn.finish_reason == "length":
+                self.state.response["incomplete_details"] = {"reason": "max_output_tokens"}
+                return
+            if turn.finish_reason == "content_filter":
+                self.state.response["incomplete_details"] = {"reason": "content_filter"}
+                return
+            to_run = [c for c in turn.calls if c.kind == "mcp"]
+            if to_run:
+                async for event in self._run_mcp_calls(to_run):
+                    yield event
+            if any(c.kind in ("function", "approval") for c in turn.calls) or not to_run:
+                return
+            if max_calls is not None and self._mcp_calls_made >= max_calls:
+                plan.params = {**plan.params, "_server_tools_exhausted": True}
+        self.state.response["incomplete_details"] = {"reason": "max_messages"}
+
+    def _offered_tools(self) -> tuple[list[dict[str, Any]], Any]:
+        toolset = self.plan.toolset
+        choice, only = resolve_tool_choice(self.plan.params.get("tool_choice"), toolset)
+        if self.plan.params.get("_server_tools_exhausted"):
+            allowed = set(toolset.functions)
+            only = allowed if only is None else only & allowed
+        if choice == "none":
+            return [], None
+        if self._mcp_calls_made and choice == "required":
+            choice = None  # a forced call was made; let the model answer now
+        return toolset.chat_tools(only), choice
+
+    async def _infer(self, turn: _Turn) -> AsyncIterator[Event]:
+        plan = self.plan
+        items = [*plan.history, *plan.input_items, *self.state.output]
+        messages = build_messages(items, plan.params.get("instructions"), plan.toolset.model_names())
+        tools, choice = self._offered_tools()
+        body = chat_body(plan.route, plan.params, messages, tools, choice)
+        self._calls = {}
+        self._open_call = None
+        async for chunk in plan.route.backend.stream(body):
+            for delta in C.deltas(chunk):
+                for event in self._on_delta(delta, turn):
+                    yield event
+        for event in self._close_open_items(status="incomplete" if turn.finish_reason == "length" else "completed"):
+            yield event
+        turn.calls = [c for c in self._calls.values() if c.kind != "ignored"]
+        for call in turn.calls:
+            if not call.kind:  # a call whose stream never named it
+                call.kind = "function"
+        for call in turn.calls:
+            if call.kind == "approval":
+                for event in self.state.mcp_approval_request(call.tool.server.server_label, call.tool.name,
+                                                             call.arguments or "{}"):
+                    yield event
+
+    def _on_delta(self, delta: C.Delta, turn: _Turn) -> list[Event]:
+        st = self.state
+        if isinstance(delta, C.TextDelta | C.RefusalDelta):
+            events = self._close_reasoning() + self._close_call()
+            part = "output_text" if isinstance(delta, C.TextDelta) else "refusal"
+            if self._message is None:
+                self._message, started = st.message_start()
+                events += started
+                events.append(st.part_start(self._message, part))
+            elif st.output[self._message]["content"][-1]["type"] != part:
+                events += st.part_done(self._message)
+                events.append(st.part_start(self._message, part))
+            if part == "output_text":
+                events.append(st.text_delta(self._message, delta.text))
+            else:
+                events.append(st.refusal_delta(self._message, delta.text))
+            return events
+        if isinstance(delta, C.ReasoningDelta):
+            events = self._close_message() + self._close_call()
+            if self._reasoning is None:
+                self._reasoning, started = st.reasoning_start()
+                events += started
+            events.append(st.reasoning_delta(self._reasoning, delta.text))
+            return events
+        if isinstance(delta, C.ToolCallDelta):
+            return self._on_tool_delta(delta)
+        if isinstance(delta, C.Finish):
+            turn.finish_reason = delta.reason
+        elif isinstance(delta, C.Usage):
+            u = delta.usage
+            cached = (u.prompt_tokens_details.cached_tokens or 0) if u.prompt_tokens_details else 0
+            reasoning = (u.completion_tokens_details.reasoning_tokens or 0) if u.completion_tokens_details else 0
+            st.add_usage(u.prompt_tokens or 0, u.completion_tokens or 0, cached, reasoning)
+        return []
+
+    def _on_tool_delta(self, delta: C.ToolCallDelta) -> list[Event]:
+        events = self._close_message() + self._close_reasoning()
+        call = self._calls.get(delta.index)
+        if call is None:
+            events += self._close_call()
+            call = _Call(index=delta.index, call_id=delta.call_id or new_id("call"))
+            self._calls[delta.index] = call
+            self._open_call = call
+            if self.plan.params.get("parallel_tool_calls") is False and len(self._calls) > 1:
+                call.kind = "ignored"
+        if delta.call_id and call.kind == "":
+            call.call_id = delta.call_id
+        if delta.name:
+            call.name += delta.name
+        call.arguments += delta.arguments
+        if call.kind == "" and call.name and (delta.arguments or delta.name is None):
+            events += self._start_call(call)
+        elif call.kind and delta.arguments:
+            events += self._call_delta(call, delta.arguments)
+        return events
+
+    def _start_call(self, call: _Call) -> list[Event]:
+        """Decide the item type once the name is known, before ``output_item.added``."""
+        st = self.state
+        tool = self.plan.toolset.server_tools.get(call.name)
+        if tool is not None and not self.plan.params.get("_server_tools_exhausted"):
+            call.tool = tool
+            if tool.server.needs_approval(tool.name):
+                call.kind = "approval"  # emitted as an approval request once complete
+                return []
+            call.kind = "mcp"
+            call.output_index, added = st.mcp_call_start(tool.server.server_label, tool.name)
+        else:
+            call.kind = "function"
+            call.output_index, added = st.function_call_start(call.call_id, call.name)
+        return [added, *self._call_delta(call, call.arguments)] if call.arguments else [added]
+
+    def _call_delta(self, call: _Call, text: str) -> list[Event]:
+        if call.kind == "function":
+            return [self.state.function_call_delta(call.output_index, text)]
+        if call.kind == "mcp":
+            return [self.state.mcp_call_delta(call.output_index, text)]
+        return []
+
+    def _close_call(self) -> list[Event]:
+        call, self._open_call = self._open_call, None
+        if call is None:
+            return []
+        if call.kind == "" and call.name:
+            events = self._start_call(call)
+        else:
+            events = []
+        if call.kind == "function":
+            item = self.state.output[call.output_index]
+            if not item["arguments"]:
+                item["arguments"] = "{}"
+            return events + self.state.function_call_done(call.output_index)
+        if call.kind == "mcp":
+            item = self.state.output[call.output_index]
+            if not item["arguments"]:
+                item["arguments"] = "{}"
+            return events + self.state.mcp_call_arguments_done(call.output_index)
+        return events
+
+    def _close_message(self, status: str = "completed") -> list[Event]:
+        index, self._message = self._message, None
+        if index is None:
+            return []
+        return [*self.state.part_done(index), self.state.message_done(index, status)]
+
+    def _close_reasoning(self) -> list[Event]:
+        index, self._reasoning = self._reasoning, None
+        return [] if index is None else self.state.reasoning_done(index)
+
+    def _close_open_items(self, status: str) -> list[Event]:
+        return self._close_reasoning() + self._close_message(status) + self._close_call()
+
+    # -- running MCP calls -------------------------------------------------------------------
+
+    async def _call_mcp(self, server_tool_name: str, server: Any, arguments: str) -> McpResult:
+        self._mcp_calls_made += 1
+        try:
+            args = json.loads(arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError:
+            return McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
+                                    "message": "The tool arguments are not a valid JSON object."})
+        return await self.plan.sessions.call_tool(server, server_tool_name, args)
+
+    async def _run_mcp_calls(self, calls: list[_Call]) -> AsyncIterator[Event]:
+        """Run the calls concurrently; report them in output order."""
+        results = await asyncio.gather(
+            *(self._call_mcp(c.tool.name, c.tool.server, self.state.output[c.output_index]["arguments"])
+              for c in calls if c.tool is not None)
+        )
+        for call, result in zip(calls, results, strict=True):
+            for event in self.state.mcp_call_done(call.output_index, result.output, result.error):
+                yield event

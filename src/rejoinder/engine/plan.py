@@ -1,0 +1,30 @@
+"""Everything decided before the first event of a response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rejoinder.backends.base import ModelRoute
+from rejoinder.tools.mcp_client import McpSessions
+from rejoinder.tools.toolset import Toolset
+
+
+@dataclass
+class RunPlan:
+    response: dict[str, Any]  # the Response object as first emitted
+    owner: str
+    route: ModelRoute
+    params: dict[str, Any]  # the validated request
+    history: list[dict[str, Any]]  # earlier items (previous_response_id chain or conversation)
+    input_items: list[dict[str, Any]]  # this turn's input, ids assigned
+    toolset: Toolset
+    sessions: McpSessions
+    fresh_listings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # label -> tools, listed now
+    approved: list[dict[str, Any]] = field(default_factory=list)  # approval requests approved in this input
+    store: bool = True
+    conversation_id: str | None = None
+
+    @property
+    def response_id(self) -> str:
+        return self.response["id"]

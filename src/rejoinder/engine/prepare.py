@@ -1,0 +1,172 @@
+"""Loading the context of a new response and deciding everything before its first event.
+
+Everything that can be the client's fault is found here and reported as a 4xx: an unknown
+``previous_response_id`` or conversation, a tool output without its call, an approval without
+its request, an unreachable MCP server (424, as OpenAI answers).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rejoinder.api.create_response import CreateResponse
+from rejoinder.api.items import normalize_item
+from rejoinder.backends.registry import ModelRegistry
+from rejoinder.engine.context import build_messages
+from rejoinder.engine.events import new_response_id
+from rejoinder.engine.plan import RunPlan
+from rejoinder.errors import APIError, InvalidRequest, not_found
+from rejoinder.store.conversations import ConversationStore
+from rejoinder.store.responses import ResponseStore
+from rejoinder.tools.mcp_client import McpSessions, McpUnavailable
+from rejoinder.tools.toolset import Toolset, resolve_tool_choice
+
+
+class FailedDependency(APIError):
+    status = 424
+    type = "external_connector_error"
+
+
+def conversation_id_of(req: CreateResponse) -> str | None:
+    conv = req.conversation
+    return conv if isinstance(conv, str) or conv is None else conv.id
+
+
+def _input_items(req: CreateResponse, known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(req.input, str):
+        return [normalize_item({"type": "message", "role": "user", "content": req.input})]
+    items = []
+    for i, item in enumerate(req.input):
+        if item["type"] == "item_reference":
+            found = known.get(item["id"])
+            if found is None:
+                raise InvalidRequest(f"Item with id '{item['id']}' not found.", param=f"input[{i}].id",
+                                     code="item_not_found")
+            items.append(found)
+        else:
+            items.append(normalize_item(item))
+    return items
+
+
+def _approved_requests(items: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    approved = []
+    for i, item in enumerate(items):
+        if item["type"] != "mcp_approval_response":
+            continue
+        request = known.get(item["approval_request_id"])
+        if request is None or request.get("type") != "mcp_approval_request":
+            raise InvalidRequest(
+                f"No approval request found with id '{item['approval_request_id']}'.",
+                param=f"input[{i}].approval_request_id", code="invalid_approval_response",
+            )
+        if item.get("approve"):
+            approved.append(request)
+    answered = {r["approval_request_id"] for r in items if r["type"] == "mcp_approval_response"}
+    already_run = {c.get("approval_request_id") for c in known.values() if c.get("type") == "mcp_call"}
+    return [r for r in approved if r["id"] in answered and r["id"] not in already_run]
+
+
+def _initial_response(req: CreateResponse, response_id: str, conversation_id: str | None) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "queued" if req.background else "in_progress",
+        "background": req.background,
+        "completed_at": None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": req.instructions,
+        "max_output_tokens": req.max_output_tokens,
+        "max_tool_calls": req.max_tool_calls,
+        "model": req.model,
+        "output": [],
+        "parallel_tool_calls": req.parallel_tool_calls,
+        "previous_response_id": req.previous_response_id,
+        "conversation": {"id": conversation_id} if conversation_id else None,
+        "reasoning": {"effort": (req.reasoning or {}).get("effort"), "summary": None},
+        "service_tier": "default",
+        "store": req.store,
+        "temperature": req.temperature if req.temperature is not None else 1.0,
+        "text": {"format": (req.text or {}).get("format") or {"type": "text"},
+                 "verbosity": (req.text or {}).get("verbosity") or "medium"},
+        "tool_choice": req.tool_choice,
+        "tools": req.tools,
+        "top_logprobs": 0,
+        "top_p": req.top_p if req.top_p is not None else 1.0,
+        "truncation": req.truncation or "disabled",
+        "usage": None,
+        "user": req.user,
+        "safety_identifier": req.safety_identifier,
+        "prompt_cache_key": req.prompt_cache_key,
+        "metadata": req.metadata or {},
+    }
+
+
+async def prepare(
+    req: CreateResponse,
+    owner: str | None,
+    registry: ModelRegistry,
+    responses: ResponseStore,
+    conversations: ConversationStore,
+    mcp_timeout: float,
+    response_id: str | None = None,
+) -> RunPlan:
+    route = registry.resolve(req.model)
+    conversation_id = conversation_id_of(req)
+    history: list[dict[str, Any]] = []
+    if req.previous_response_id:
+        chain = await responses.chain_items(req.previous_response_id, owner)
+        if chain is None:
+            raise not_found("Previous response", req.previous_response_id, param="previous_response_id")
+        history = chain
+    elif conversation_id:
+        if await conversations.get(conversation_id, owner) is None:
+            raise not_found("Conversation", conversation_id, param="conversation")
+        history = await conversations.all_items(conversation_id)
+
+    known = {item["id"]: item for item in history if item.get("id")}
+    input_items = _input_items(req, known)
+    known.update({item["id"]: item for item in input_items})
+    approved = _approved_requests(input_items, known)
+    build_messages([*history, *input_items], None)  # a tool output without its call is a 400 now
+
+    params = req.model_dump(exclude_none=True)
+    params["tools"] = req.tools
+    toolset = Toolset.from_request(req.tools)
+    sessions = McpSessions(mcp_timeout)
+    fresh: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for label, server in toolset.servers.items():
+            earlier = [i for i in reversed([*history, *input_items])
+                       if i.get("type") == "mcp_list_tools" and i.get("server_label") == label and not i.get("error")]
+            if earlier:
+                toolset.add_listing(label, earlier[0]["tools"])
+                continue
+            try:
+                tools = await sessions.list_tools(server)
+            except McpUnavailable as exc:
+                raise FailedDependency(str(exc), param="tools", code="http_error") from exc
+            fresh[label] = tools
+            toolset.add_listing(label, tools)
+        resolve_tool_choice(req.tool_choice, toolset)
+    except BaseException:
+        await sessions.aclose()
+        raise
+
+    response = _initial_response(req, response_id or new_response_id(), conversation_id)
+    return RunPlan(
+        response=response,
+        owner=owner or "",
+        route=route,
+        params=params,
+        history=history,
+        input_items=input_items,
+        toolset=toolset,
+        sessions=sessions,
+        fresh_listings=fresh,
+        approved=approved,
+        store=req.store,
+        conversation_id=conversation_id,
+    )

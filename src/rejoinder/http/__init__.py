@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, auth, error bodies and SSE framing. No business logic lives here."""

@@ -1,0 +1,63 @@
+"""The ASGI application and what it holds for its lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from rejoinder import __version__
+from rejoinder.backends.registry import ModelRegistry
+from rejoinder.config import Settings
+from rejoinder.http import errors, routes_models, routes_responses
+from rejoinder.http.testid import TestIdMiddleware
+from rejoinder.services.responses import ResponsesService
+from rejoinder.store.conversations import ConversationStore
+from rejoinder.store.db import Database
+from rejoinder.store.migrations import migrate
+from rejoinder.store.responses import ResponseStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    registry: ModelRegistry
+    responses: ResponsesService
+    conversations: ConversationStore
+
+
+async def build_services(settings: Settings) -> Services:
+    db = Database(settings.database_url)
+    await migrate(db)
+    registry = ModelRegistry.from_settings(settings)
+    conversations = ConversationStore(db)
+    responses = ResponsesService(settings, registry, ResponseStore(db), conversations)
+    return Services(settings, db, registry, responses, conversations)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.responses.shutdown()
+            await services.registry.aclose()
+            await services.db.dispose()
+
+    app = FastAPI(title="Rejoinder", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(routes_models.router)
+    app.include_router(routes_responses.router)
+    if settings.recording.mode != "live":
+        app.add_middleware(TestIdMiddleware)
+    return app

@@ -1,0 +1,78 @@
+"""``/v1/responses``: create, retrieve, delete, list, input items."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from rejoinder.api.create_response import validate_create
+from rejoinder.errors import InvalidRequest, not_found
+from rejoinder.http.auth import principal
+from rejoinder.http.body import json_body
+from rejoinder.http.sse import sse_response
+
+router = APIRouter()
+
+
+def _services(request: Request) -> Any:
+    return request.app.state.services
+
+
+@router.post("/v1/responses")
+async def create_response(request: Request, owner: str = Depends(principal)) -> Response:
+    req = validate_create(await json_body(request))
+    service = _services(request).responses
+    if req.stream:
+        return sse_response(await service.stream(req, owner))
+    return JSONResponse(await service.create(req, owner))
+
+
+@router.get("/v1/responses")
+async def list_responses(
+    request: Request,
+    owner: str = Depends(principal),
+    after: str | None = None,
+    limit: int = Query(50, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    model: str | None = None,
+) -> dict[str, Any]:
+    page = await _services(request).responses.responses.list_responses(owner, after, limit, order, model)
+    if page is None:
+        raise InvalidRequest(f"No response found with id '{after}' to list after.", param="after")
+    return page.body()
+
+
+@router.get("/v1/responses/{response_id}")
+async def get_response(request: Request, response_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+    stored = await _services(request).responses.responses.get(response_id, owner)
+    if stored is None:
+        raise not_found("Response", response_id)
+    return stored.body
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(request: Request, response_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+    if not await _services(request).responses.responses.delete(response_id, owner):
+        raise not_found("Response", response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(
+    request: Request,
+    response_id: str,
+    owner: str = Depends(principal),
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    include: list[str] | None = Query(None),
+) -> dict[str, Any]:
+    store = _services(request).responses.responses
+    if not await store.exists(response_id, owner):
+        raise not_found("Response", response_id)
+    page = await store.list_input_items(response_id, after, limit, order)
+    if page is None:
+        raise InvalidRequest(f"No input item found with id '{after}' in response '{response_id}'.", param="after")
+    return page.body()

@@ -1,0 +1,105 @@
+"""Creating and reading responses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from rejoinder.api.create_response import CreateResponse
+from rejoinder.backends.registry import ModelRegistry
+from rejoinder.config import Settings
+from rejoinder.engine.events import Event, new_response_id
+from rejoinder.engine.fold import fold
+from rejoinder.engine.loop import ResponseRun
+from rejoinder.engine.prepare import conversation_id_of, prepare
+from rejoinder.errors import InvalidRequest
+from rejoinder.services.persistence import StorePersistence
+from rejoinder.store.conversations import ConversationStore
+from rejoinder.store.responses import ResponseStore
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+class ConversationLocked(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__(
+            "Another process is currently operating on this conversation. Please retry in a few seconds.",
+            param="conversation", code="conversation_locked",
+        )
+
+
+class ResponsesService:
+    def __init__(self, settings: Settings, registry: ModelRegistry, responses: ResponseStore,
+                 conversations: ConversationStore):
+        self.settings = settings
+        self.registry = registry
+        self.responses = responses
+        self.conversations = conversations
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self, req: CreateResponse, owner: str) -> ResponseRun:
+        """Prepare a run (all 4xx checks happen here) and take its conversation's lock."""
+        response_id = new_response_id()
+        conversation_id = conversation_id_of(req)
+        plan = await prepare(req, owner, self.registry, self.responses, self.conversations,
+                             self.settings.mcp_timeout, response_id)
+        if conversation_id:
+            locked = await self.conversations.try_lock(conversation_id, response_id,
+                                                       self.settings.conversation_lock_seconds)
+            if not locked:
+                await plan.sessions.aclose()
+                raise ConversationLocked()
+        return ResponseRun(plan, StorePersistence(self.responses, self.conversations),
+                           self.settings.max_tool_iterations)
+
+    async def create(self, req: CreateResponse, owner: str) -> dict[str, Any]:
+        run = await self.start(req, owner)
+        task = asyncio.ensure_future(fold(run))
+        self._track(task)
+        return await asyncio.shield(task)  # a client that hangs up does not abort the stored turn
+
+    async def stream(self, req: CreateResponse, owner: str) -> AsyncIterator[Event]:
+        """Events of a new response. The run is driven by its own task, so a client that
+        disconnects mid-stream leaves the response to finish and be stored consistently."""
+        run = await self.start(req, owner)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        listening = True
+
+        async def drive() -> None:
+            try:
+                async for event in run.events():
+                    if listening:
+                        queue.put_nowait(event)
+            finally:
+                queue.put_nowait(_DONE)
+
+        task = asyncio.ensure_future(drive())
+        self._track(task)
+
+        async def events() -> AsyncIterator[Event]:
+            nonlocal listening
+            try:
+                while (item := await queue.get()) is not _DONE:
+                    yield item
+            finally:
+                listening = False
+
+        return events()
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """Let running responses finish briefly, then cancel them (they store themselves as failed)."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)

@@ -1,0 +1,1 @@
+"""Durable state: responses, their items, conversations, and background-stream events."""

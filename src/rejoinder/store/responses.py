@@ -1,0 +1,279 @@
+"""Responses and their input/output items.
+
+A response is written twice: once when it starts (status ``in_progress``, with its input items) so
+that ``GET`` finds it while it streams, and once when it ends, in the same transaction as its
+output items and its conversation append, before the terminal event is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rejoinder.store import conversations as conv_store
+from rejoinder.store.db import Database
+from rejoinder.store.jsonutil import dumps, loads
+from rejoinder.store.pagination import Order, Page, page_of, paginate
+from rejoinder.store.schema import response_events, response_items, responses
+
+ACTIVE_STATUSES = ("queued", "in_progress")
+
+
+@dataclass
+class StoredResponse:
+    body: dict[str, Any]  # the full Response object, output included
+    owner: str
+    background: bool
+    request: dict[str, Any] | None
+    cancel_requested: bool
+
+
+@dataclass
+class ConversationAppend:
+    conversation_id: str
+    items: list[dict[str, Any]]
+    lock_holder: str
+
+
+def _row_values(body: dict[str, Any]) -> dict[str, Any]:
+    conversation = body.get("conversation") or {}
+    return {
+        "status": body["status"],
+        "model": body["model"],
+        "created_at": body["created_at"],
+        "previous_response_id": body.get("previous_response_id"),
+        "conversation_id": conversation.get("id"),
+        "background": bool(body.get("background")),
+        "body": dumps({k: v for k, v in body.items() if k != "output"}),
+    }
+
+
+async def _insert_items(conn: AsyncConnection, response_id: str, kind: str, items: list[dict[str, Any]]) -> None:
+    if items:
+        await conn.execute(
+            insert(response_items),
+            [
+                {"response_id": response_id, "kind": kind, "position": i, "item_id": it["id"], "data": dumps(it)}
+                for i, it in enumerate(items)
+            ],
+        )
+
+
+async def _load(conn: AsyncConnection, ids: list[str], owner: str | None) -> list[StoredResponse]:
+    """Read responses with their output items in two queries, whatever the number of ids."""
+    if not ids:
+        return []
+    query = select(
+        responses.c.body, responses.c.owner, responses.c.background, responses.c.request,
+        responses.c.cancel_requested,
+    ).where(responses.c.id.in_(ids))
+    if owner is not None:
+        query = query.where(responses.c.owner == owner)
+    rows = (await conn.execute(query)).all()
+    if not rows:
+        return []
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    item_rows = await conn.execute(
+        select(response_items.c.response_id, response_items.c.data)
+        .where(response_items.c.response_id.in_(ids), response_items.c.kind == "output")
+        .order_by(response_items.c.response_id, response_items.c.position)
+    )
+    for r in item_rows:
+        outputs.setdefault(r.response_id, []).append(loads(r.data))
+    result = []
+    for row in rows:
+        body = loads(row.body)
+        body["output"] = outputs.get(body["id"], [])
+        result.append(
+            StoredResponse(
+                body=body,
+                owner=row.owner,
+                background=bool(row.background),
+                request=loads(row.request) if row.request else None,
+                cancel_requested=bool(row.cancel_requested),
+            )
+        )
+    return result
+
+
+class ResponseStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def create(
+        self,
+        body: dict[str, Any],
+        owner: str,
+        input_items: list[dict[str, Any]],
+        request: dict[str, Any] | None = None,
+        lease_owner: str | None = None,
+        lease_expires_at: float | None = None,
+    ) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert(responses).values(
+                    id=body["id"],
+                    owner=owner,
+                    request=dumps(request) if request is not None else None,
+                    lease_owner=lease_owner,
+                    lease_expires_at=lease_expires_at,
+                    cancel_requested=False,
+                    **_row_values(body),
+                )
+            )
+            await _insert_items(conn, body["id"], "input", input_items)
+
+    async def finish(
+        self,
+        body: dict[str, Any],
+        *,
+        conversation: ConversationAppend | None = None,
+        only_if_active: bool = False,
+    ) -> bool:
+        """Store the final state and output items (and the conversation append) atomically.
+
+        With ``only_if_active`` the write happens only while the stored row is still queued or in
+        progress, so a cancel that landed first wins. Returns whether the write happened.
+        """
+        response_id = body["id"]
+        async with self.db.write() as conn:
+            stmt = update(responses).where(responses.c.id == response_id)
+            if only_if_active:
+                stmt = stmt.where(responses.c.status.in_(ACTIVE_STATUSES))
+            result = await conn.execute(stmt.values(lease_owner=None, lease_expires_at=None, **_row_values(body)))
+            if result.rowcount == 0:
+                return False
+            await conn.execute(
+                delete(response_items).where(
+                    and_(response_items.c.response_id == response_id, response_items.c.kind == "output")
+                )
+            )
+            await _insert_items(conn, response_id, "output", body.get("output") or [])
+            if conversation is not None:
+                await conv_store.append_items(conn, conversation.conversation_id, conversation.items)
+                await conv_store.release_lock(conn, conversation.conversation_id, conversation.lock_holder)
+            return True
+
+    async def update_body(self, body: dict[str, Any]) -> None:
+        """Persist a status change without touching items (queued -> in_progress)."""
+        async with self.db.write() as conn:
+            await conn.execute(update(responses).where(responses.c.id == body["id"]).values(**_row_values(body)))
+
+    async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
+        async with self.db.read() as conn:
+            found = await _load(conn, [response_id], owner)
+        return found[0] if found else None
+
+    async def exists(self, response_id: str, owner: str | None) -> bool:
+        async with self.db.read() as conn:
+            query = select(literal(1)).where(responses.c.id == response_id)
+            if owner is not None:
+                query = query.where(responses.c.owner == owner)
+            return (await conn.execute(query)).first() is not None
+
+    async def delete(self, response_id: str, owner: str | None) -> bool:
+        async with self.db.write() as conn:
+            query = delete(responses).where(responses.c.id == response_id)
+            if owner is not None:
+                query = query.where(responses.c.owner == owner)
+            if (await conn.execute(query)).rowcount == 0:
+                return False
+            await conn.execute(delete(response_items).where(response_items.c.response_id == response_id))
+            await conn.execute(delete(response_events).where(response_events.c.response_id == response_id))
+            return True
+
+    async def list_input_items(
+        self, response_id: str, after: str | None, limit: int, order: Order
+    ) -> Page | None:
+        """Input items of one response; None when ``after`` names no item of it."""
+        where = and_(response_items.c.response_id == response_id, response_items.c.kind == "input")
+        async with self.db.read() as conn:
+            after_pos = None
+            if after is not None:
+                after_pos = (
+                    await conn.execute(
+                        select(func.min(response_items.c.position)).where(where, response_items.c.item_id == after)
+                    )
+                ).scalar()
+                if after_pos is None:
+                    return None
+            query = paginate(select(response_items.c.data).where(where), response_items.c.position, order,
+                             after_pos, limit)
+            rows = [loads(r.data) for r in await conn.execute(query)]
+        return page_of(rows, limit)
+
+    async def list_responses(
+        self, owner: str | None, after: str | None, limit: int, order: Order, model: str | None
+    ) -> Page | None:
+        """None when ``after`` names no response visible to ``owner``."""
+        async with self.db.read() as conn:
+            visible = responses.c.owner == owner if owner is not None else literal(True)
+            after_seq = None
+            if after is not None:
+                after_seq = (
+                    await conn.execute(select(responses.c.seq).where(responses.c.id == after, visible))
+                ).scalar()
+                if after_seq is None:
+                    return None
+            base = select(responses.c.id).where(visible)
+            if model is not None:
+                base = base.where(responses.c.model == model)
+            ids = [r.id for r in await conn.execute(paginate(base, responses.c.seq, order, after_seq, limit))]
+            page_ids = ids[:limit]
+            found = {s.body["id"]: s for s in await _load(conn, page_ids, None)}
+        return Page(data=[found[i].body for i in page_ids if i in found], has_more=len(ids) > limit)
+
+    async def chain_items(self, response_id: str, owner: str | None) -> list[dict[str, Any]] | None:
+        """Every input and output item of ``response_id`` and its ancestors, oldest first.
+
+        One recursive query finds the chain, one reads its items. None if the id is unknown (or
+        belongs to another principal).
+        """
+        async with self.db.read() as conn:
+            start = select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth")).where(
+                responses.c.id == response_id
+            )
+            if owner is not None:
+                start = start.where(responses.c.owner == owner)
+            chain = start.cte("chain", recursive=True)
+            parent = responses.alias("parent")
+            chain = chain.union_all(
+                select(parent.c.id, parent.c.previous_response_id, (chain.c.depth + 1).label("depth")).where(
+                    parent.c.id == chain.c.previous_response_id
+                )
+            )
+            rows = (await conn.execute(select(chain.c.id, chain.c.depth))).all()
+            if not rows:
+                return None
+            depth = {r.id: r.depth for r in rows}
+            items = await conn.execute(
+                select(response_items.c.response_id, response_items.c.kind, response_items.c.data).where(
+                    response_items.c.response_id.in_(list(depth))
+                )
+                .order_by(response_items.c.response_id, response_items.c.kind, response_items.c.position)
+            )
+            grouped = sorted(
+                items.all(), key=lambda r: (-depth[r.response_id], 0 if r.kind == "input" else 1)
+            )
+            return [loads(r.data) for r in grouped]
+
+    # -- background-stream events -------------------------------------------------------------
+
+    async def add_events(self, response_id: str, events: list[tuple[int, str]]) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert(response_events),
+                [{"response_id": response_id, "sequence_number": n, "data": d} for n, d in events],
+            )
+
+    async def events_after(self, response_id: str, after: int) -> list[tuple[int, str]]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(response_events.c.sequence_number, response_events.c.data)
+                .where(response_events.c.response_id == response_id, response_events.c.sequence_number > after)
+                .order_by(response_events.c.sequence_number)
+            )
+            return [(r.sequence_number, r.data) for r in rows]

@@ -1,0 +1,91 @@
+"""The latest schema. Every row carries its ``owner`` (the API principal that created it).
+
+Items are stored as the exact JSON objects the API returns, so a round trip is lossless whatever
+the item type. A response row's ``body`` is the Response object without ``output``: its output
+lives in ``response_items`` (kind ``output``) and is read back from there.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("seq", AutoId, primary_key=True, autoincrement=True),
+    Column("id", String(80), nullable=False, unique=True),
+    Column("owner", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("previous_response_id", String(80)),
+    Column("conversation_id", String(80)),
+    Column("background", Boolean, nullable=False, default=False),
+    Column("body", Text, nullable=False),
+    Column("request", Text),
+    Column("lease_owner", String(80)),
+    Column("lease_expires_at", Float),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+)
+Index("ix_responses_owner_seq", responses.c.owner, responses.c.seq)
+Index("ix_responses_status", responses.c.status)
+
+response_items = Table(
+    "response_items",
+    metadata,
+    Column("response_id", String(80), primary_key=True),
+    Column("kind", String(6), primary_key=True),  # "input" | "output"
+    Column("position", Integer, primary_key=True),
+    Column("item_id", String(120), nullable=False),
+    Column("data", Text, nullable=False),
+)
+Index("ix_response_items_item", response_items.c.response_id, response_items.c.kind, response_items.c.item_id)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("seq", AutoId, primary_key=True, autoincrement=True),
+    Column("id", String(80), nullable=False, unique=True),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("next_position", Integer, nullable=False, default=0),
+    Column("locked_by", String(80)),
+    Column("locked_until", Float),
+)
+
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column("conversation_id", String(80), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("item_id", String(120), nullable=False),
+    Column("data", Text, nullable=False),
+    UniqueConstraint("conversation_id", "item_id", name="uq_conversation_item"),
+)
+
+response_events = Table(
+    "response_events",
+    metadata,
+    Column("response_id", String(80), primary_key=True),
+    Column("sequence_number", Integer, primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
+LATEST_VERSION = 1

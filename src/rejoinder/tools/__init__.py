@@ -1,0 +1,1 @@
+"""Tools: client-side function tools and server-side MCP tools."""

@@ -1,0 +1,68 @@
+"""Fixtures: a scripted upstream and Rejoinder servers on loopback, driven by the official openai client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from rejoinder.config import Settings
+from rejoinder.http.app import create_app
+from tests.fake_upstream import FakeUpstream, ThreadServer
+
+MODEL = "fake-model"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    with ThreadServer(fake.app) as server:
+        fake.url = server.url  # type: ignore[attr-defined]
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _reset_upstream(request: pytest.FixtureRequest) -> None:
+    if "upstream" in request.fixturenames:
+        request.getfixturevalue("upstream").reset()
+
+
+def storage_url(tmp_path: Path) -> str:
+    return os.environ.get("REJOINDER_TEST_STORAGE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'rejoinder.db'}"
+
+
+@pytest.fixture
+def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Callable[..., Any]]:
+    """Start a Rejoinder server; keyword arguments override its settings."""
+    started: list[ThreadServer] = []
+
+    def make(**overrides: Any) -> ThreadServer:
+        tmp = tmp_path_factory.mktemp("rejoinder")
+        settings = Settings(
+            data_dir=tmp,
+            storage_url=overrides.pop("storage_url", None) or storage_url(tmp),
+            models={MODEL: {"base_url": upstream.url + "/v1", "api_key": "upstream-key"}},  # type: ignore[attr-defined]
+            embedded={"enabled": "off"},
+            **overrides,
+        )
+        server = ThreadServer(create_app(settings)).__enter__()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def server(make_server: Callable[..., ThreadServer]) -> ThreadServer:
+    return make_server()
+
+
+@pytest.fixture
+def client(server: ThreadServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0, timeout=30)

@@ -1,0 +1,162 @@
+"""A scripted OpenAI-compatible chat-completions server for tests and benchmarks.
+
+Tests queue turns (text, tool calls, errors, a stream that breaks) and read back the exact
+requests Rejoinder sent upstream. With nothing queued it uses ``responder`` (if set) or echoes
+the last user message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+
+@dataclass
+class Turn:
+    text: str = ""
+    tool_calls: list[tuple[str, Any]] = field(default_factory=list)  # (name, arguments dict or raw string)
+    reasoning: str = ""
+    finish: str | None = None
+    status: int = 200  # non-200: fail with this HTTP status before streaming
+    break_after: int | None = None  # drop the connection after this many chunks
+    usage: tuple[int, int, int] = (10, 5, 0)  # prompt, completion, cached
+    delay: float = 0.0  # seconds before each chunk
+
+
+def text(t: str, **kw: Any) -> Turn:
+    return Turn(text=t, **kw)
+
+
+def calls(*pairs: tuple[str, Any], **kw: Any) -> Turn:
+    return Turn(tool_calls=list(pairs), **kw)
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake-model",
+        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        "usage": usage,
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def render(turn: Turn) -> list[bytes]:
+    out = [_chunk({"role": "assistant", "content": ""})]
+    if turn.reasoning:
+        out.extend(_chunk({"reasoning_content": w}) for w in _split(turn.reasoning))
+    out.extend(_chunk({"content": w}) for w in _split(turn.text))
+    for i, (name, args) in enumerate(turn.tool_calls):
+        raw = args if isinstance(args, str) else json.dumps(args)
+        out.append(_chunk({"tool_calls": [{"index": i, "id": f"call_fake{i}_{int(time.time() * 1e6) % 10**9}",
+                                           "type": "function", "function": {"name": name, "arguments": ""}}]}))
+        for piece in _split(raw, 7):
+            out.append(_chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+    finish = turn.finish or ("tool_calls" if turn.tool_calls else "stop")
+    out.append(_chunk({}, finish=finish))
+    p, c, cached = turn.usage
+    out.append(_chunk({}, usage={"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+                                 "prompt_tokens_details": {"cached_tokens": cached}}))
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def _split(s: str, size: int = 0) -> list[str]:
+    if not s:
+        return []
+    if size:
+        return [s[i:i + size] for i in range(0, len(s), size)]
+    words = s.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: deque[Turn] = deque()
+        self.responder: Callable[[dict[str, Any]], Turn] | None = None
+        self.app = self._build()
+
+    def queue(self, *turns: Turn) -> None:
+        self.script.extend(turns)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.script.clear()
+        self.responder = None
+
+    def _next(self, body: dict[str, Any]) -> Turn:
+        if self.script:
+            return self.script.popleft()
+        if self.responder is not None:
+            return self.responder(body)
+        last = next((m for m in reversed(body["messages"]) if m["role"] == "user"), {"content": ""})
+        content = last["content"] if isinstance(last["content"], str) else json.dumps(last["content"])
+        return text(f"echo: {content}")
+
+    def _build(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> Any:
+            body = await request.json()
+            self.requests.append(body)
+            turn = self._next(body)
+            if turn.status != 200:
+                return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
+                                    status_code=turn.status)
+            frames = render(turn)
+
+            async def gen() -> Any:
+                for i, frame in enumerate(frames):
+                    if turn.break_after is not None and i >= turn.break_after:
+                        raise RuntimeError("scripted broken stream")
+                    if turn.delay:
+                        await asyncio.sleep(turn.delay)
+                    yield frame
+
+            return StreamingResponse(gen(), media_type="text/event-stream")
+
+        return app
+
+
+class ThreadServer:
+    """Runs an ASGI app with uvicorn on a loopback port in a background thread."""
+
+    def __init__(self, app: Any, port: int = 0):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.time() > deadline:
+                raise RuntimeError("server failed to start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
