@@ -42,13 +42,13 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
 
     def make(**overrides: Any) -> ThreadServer:
         tmp = tmp_path_factory.mktemp("rejoinder")
-        settings = Settings(
-            data_dir=tmp,
-            storage_url=overrides.pop("storage_url", None) or storage_url(tmp),
-            models={MODEL: {"base_url": upstream.url + "/v1", "api_key": "upstream-key"}},  # type: ignore[attr-defined]
-            embedded={"enabled": "off"},
-            **overrides,
-        )
+        defaults: dict[str, Any] = {
+            "data_dir": tmp,
+            "storage_url": storage_url(tmp),
+            "models": {MODEL: {"base_url": upstream.url + "/v1", "api_key": "upstream-key"}},  # type: ignore[attr-defined]
+            "embedded": {"enabled": "off"},
+        }
+        settings = Settings(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
         server = ThreadServer(create_app(settings)).__enter__()
         started.append(server)
         return server

@@ -6,6 +6,7 @@ silently ignored.
 
 from __future__ import annotations
 
+import contextvars
 import re
 from typing import Any, Literal
 
@@ -25,6 +26,13 @@ _TOOL_ADAPTERS: dict[str, TypeAdapter[Any]] = {
 }
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 SUPPORTED_INCLUDE: frozenset[str] = frozenset()
+# The request being served. The model registry reads it when it resolves the model (refusing
+# truncation "auto" where the context window is unknown, and letting the embedded model check
+# length and queue before the response starts); the embedded backend reads it to truncate. It
+# travels with the request's context into the tasks that run the response.
+current_request: contextvars.ContextVar[CreateResponse | None] = contextvars.ContextVar(
+    "rejoinder_current_request", default=None
+)
 
 
 class ConversationRef(BaseModel):
@@ -143,7 +151,8 @@ def _refuse_unsupported(req: CreateResponse) -> None:
     if req.service_tier not in (None, "auto", "default"):
         raise InvalidRequest(f"service_tier '{req.service_tier}' is not supported by this server.",
                              param="service_tier", code="unsupported_value")
-    if req.reasoning and req.reasoning.get("summary") not in (None,) or (req.reasoning or {}).get("generate_summary"):
+    reasoning = req.reasoning or {}
+    if reasoning.get("summary") is not None or reasoning.get("generate_summary") is not None:
         raise InvalidRequest("Reasoning summaries are not supported by this server.", param="reasoning.summary",
                              code="unsupported_value")
     if (req.stream_options or {}).keys() - {"include_obfuscation"}:
@@ -171,8 +180,10 @@ def validate_create(body: Any) -> CreateResponse:
         if adapter is None:
             raise InvalidRequest(f"Tool type '{kind}' is not supported by this server. Supported: function, mcp.",
                                  param=f"tools[{i}].type", code="unsupported_value")
+        # OpenAI accepts a function tool without `strict`/`parameters`; the SDK types mark them required.
+        checked = {"strict": None, "parameters": None, **tool} if kind == "function" else tool
         try:
-            adapter.validate_python(tool)
+            adapter.validate_python(checked)
         except ValidationError as exc:
             raise from_validation_error(exc, f"tools[{i}]") from exc
     if isinstance(req.tool_choice, str) and req.tool_choice not in ("auto", "none", "required"):
@@ -185,4 +196,5 @@ def validate_create(body: Any) -> CreateResponse:
             "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or "
             "'conversation'.", param="previous_response_id", code="mutually_exclusive_parameters",
         )
+    current_request.set(req)
     return req

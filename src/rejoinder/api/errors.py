@@ -56,7 +56,8 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequ
         word = "above maximum" if kind.startswith("less") else "below minimum"
         op = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
         return InvalidRequest(
-            f"Invalid '{param}': value {word} value. Expected a value {op} {bound}, but got {err.get('input')} instead.",
+            f"Invalid '{param}': value {word} value. "
+            f"Expected a value {op} {bound}, but got {err.get('input')} instead.",
             param=param, code="invalid_value",
         )
     if kind == "literal_error":

@@ -43,6 +43,13 @@ _PART_TYPES = {
     "assistant": {"output_text", "refusal", "input_text"},
 }
 ITEM_TYPES = ("message", *_ADAPTERS)
+# Fields the SDK leaves optional but without which an item cannot be paired or replayed.
+_REQUIRED = {
+    "function_call": ("call_id", "name", "arguments"),
+    "function_call_output": ("call_id",),
+    "mcp_approval_response": ("approval_request_id", "approve"),
+    "item_reference": ("id",),
+}
 
 
 def _check_message(item: dict[str, Any], param: str) -> None:
@@ -99,6 +106,10 @@ def validate_item(item: Any, param: str) -> dict[str, Any]:
         adapter.validate_python(item)
     except ValidationError as exc:
         raise from_validation_error(exc, param) from exc
+    for name in _REQUIRED.get(kind, ()):
+        if item.get(name) is None:
+            raise InvalidRequest(f"Missing required parameter: '{param}.{name}'.", param=f"{param}.{name}",
+                                 code="missing_required_parameter")
     return item
 
 

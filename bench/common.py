@@ -1,0 +1,98 @@
+"""Process helpers shared by the benchmarks: a fake upstream and Rejoinder servers as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def fake_upstream(words: int = 20) -> Iterator[str]:
+    """The scripted fake upstream (tests/fake_upstream.py) answering every call with ``words`` words."""
+    port = free_port()
+    code = (
+        "import uvicorn\n"
+        "from tests.fake_upstream import FakeUpstream, text\n"
+        f"f = FakeUpstream(); f.responder = lambda body: (f.requests.clear(), text(' '.join(['w'] * {words})))[1]\n"
+        f"uvicorn.run(f.app, host='127.0.0.1', port={port}, log_level='warning')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/docs")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def rejoinder(upstream_url: str, storage_url: str | None = None, extra: dict[str, Any] | None = None,
+              port: int | None = None) -> Iterator[tuple[str, int]]:
+    """A ``rejoinder serve`` process with one model ``fake`` on the upstream; yields (url, pid)."""
+    port = port or free_port()
+    tmp = tempfile.mkdtemp()
+    config = {"models": {"fake": {"base_url": upstream_url + "/v1"}}, "embedded": {"enabled": "off"},
+              "data_dir": tmp, **(extra or {})}
+    if storage_url:
+        config["storage_url"] = storage_url
+    cfg = Path(tmp) / "config.json"
+    cfg.write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rejoinder", "serve", "--port", str(port), "--config", str(cfg),
+         "--log-level", "warning"], cwd=ROOT, env={**os.environ},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/health")
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def summary(values: list[float]) -> str:
+    return f"p50 {statistics.median(values):7.2f} ms  p99 {pct(values, 0.99):7.2f} ms"

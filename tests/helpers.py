@@ -1,0 +1,53 @@
+"""Assertions shared by tests: every SSE event validates against the SDK's own union."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+EVENT = TypeAdapter(ResponseStreamEvent)
+
+
+def sse_events(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """POST and parse the raw SSE stream (so we test the wire, not the SDK's tolerance)."""
+    events = []
+    with httpx.stream("POST", url + "/v1/responses", json={**body, "stream": True}, headers=headers,
+                      timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                assert data["type"] == name, (name, data["type"])
+                events.append(data)
+    return events
+
+
+def check_stream(events: list[dict[str, Any]]) -> Response:
+    """Validate every event, sequence numbers and id consistency; return the final response."""
+    seqs = [e["sequence_number"] for e in events]
+    assert seqs == list(range(len(events))), seqs
+    for e in events:
+        EVENT.validate_python(e)
+    assert events[0]["type"] == "response.created"
+    terminal = events[-1]
+    assert terminal["type"] in ("response.completed", "response.failed", "response.incomplete")
+    final = Response.model_validate(terminal["response"])
+    item_ids = {i: item.id for i, item in enumerate(final.output)}
+    for e in events:
+        if "output_index" in e:
+            assert item_ids[e["output_index"]] == (e.get("item_id") or e.get("item", {}).get("id")), e
+    ids = {e["response"]["id"] for e in events if "response" in e}
+    assert ids == {final.id}
+    return final
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]

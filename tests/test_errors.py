@@ -1,0 +1,120 @@
+"""Every bad input is a 4xx in OpenAI's error shape; nothing already stored is harmed."""
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL
+
+
+def _err(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "Traceback" not in body["error"]["message"]
+    return body["error"]
+
+
+def post(server, body=None, content=None, headers=None):
+    return httpx.post(f"{server.url}/v1/responses", json=body, content=content, headers=headers, timeout=30)
+
+
+def test_malformed_json(server):
+    e = _err(post(server, content=b'{"model": ', headers={"content-type": "application/json"}), 400)
+    assert e["type"] == "invalid_request_error" and "JSON" in e["message"]
+    _err(post(server, content=b"", headers={"content-type": "application/json"}), 400)
+    _err(post(server, content=b"[1, 2]", headers={"content-type": "application/json"}), 400)
+
+
+@pytest.mark.parametrize(("body", "param", "code"), [
+    ({"input": "hi"}, "model", "missing_required_parameter"),
+    ({"model": MODEL}, "input", "missing_required_parameter"),
+    ({"model": 5, "input": "hi"}, "model", "invalid_type"),
+    ({"model": MODEL, "input": 5}, "input", None),
+    ({"model": MODEL, "input": "hi", "temperature": "hot"}, "temperature", "invalid_type"),
+    ({"model": MODEL, "input": "hi", "temperature": 3}, "temperature", "invalid_value"),
+    ({"model": MODEL, "input": "hi", "top_p": -1}, "top_p", "invalid_value"),
+    ({"model": MODEL, "input": "hi", "max_output_tokens": 3}, "max_output_tokens", "invalid_value"),
+    ({"model": MODEL, "input": "hi", "store": "yes"}, "store", "invalid_type"),
+    ({"model": MODEL, "input": "hi", "bogus": 1}, "bogus", "unknown_parameter"),
+    ({"model": MODEL, "input": "hi", "prompt": {"id": "p"}}, "prompt", "unsupported_parameter"),
+    ({"model": MODEL, "input": "hi", "top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
+    ({"model": MODEL, "input": "hi", "include": ["message.output_text.logprobs"]}, "include", "unsupported_value"),
+    ({"model": MODEL, "input": "hi", "service_tier": "flex"}, "service_tier", "unsupported_value"),
+    ({"model": MODEL, "input": "hi", "tools": [{"type": "code_interpreter", "container": "x"}]}, "tools[0].type",
+     "unsupported_value"),
+    ({"model": MODEL, "input": "hi", "tools": [{"type": "function"}]}, "tools[0].name",
+     "missing_required_parameter"),
+    ({"model": MODEL, "input": "hi", "tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+    ({"model": MODEL, "input": [{"type": "bogus"}]}, "input[0].type", "invalid_value"),
+    ({"model": MODEL, "input": [{"role": "robot", "content": "x"}]}, "input[0].role", "invalid_value"),
+    ({"model": MODEL, "input": [{"role": "user", "content": [{"type": "output_text", "text": "x"}]}]},
+     "input[0].content[0].type", "invalid_value"),
+    ({"model": MODEL, "input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id",
+     "missing_required_parameter"),
+    ({"model": MODEL, "input": "hi", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata",
+     "object_above_max_properties"),
+    ({"model": MODEL, "input": "hi", "metadata": {"k": "v" * 513}}, "metadata.k", "string_above_max_length"),
+    ({"model": MODEL, "input": "hi", "metadata": {"k" * 65: "v"}}, "metadata", "invalid_metadata"),
+    ({"model": MODEL, "input": "hi", "metadata": {"k": 1}}, "metadata.k", "invalid_type"),
+    ({"model": MODEL, "input": "hi", "text": {"format": {"type": "xml"}}}, "text.format.type", "invalid_value"),
+    ({"model": MODEL, "input": "hi", "text": {"format": {"type": "json_schema", "name": "bad name!",
+                                                         "schema": {}}}}, "text.format.name", "invalid_value"),
+    ({"model": MODEL, "input": "hi", "text": {"format": {"type": "json_schema", "name": "s",
+                                                         "schema": {"type": "nonsense"}}}},
+     "text.format.schema", "invalid_json_schema"),
+    ({"model": MODEL, "input": "hi", "text": {"format": {"type": "json_schema", "name": "s", "strict": True,
+                                                         "schema": {"type": "object",
+                                                                    "properties": {"a": {"type": "string"}}}}}},
+     "text.format.schema", "invalid_json_schema"),
+    ({"model": MODEL, "input": "hi", "previous_response_id": "resp_x", "conversation": "conv_x"},
+     "previous_response_id", "mutually_exclusive_parameters"),
+    ({"model": MODEL, "input": [{"type": "function_call_output", "call_id": "call_nope", "output": "x"}]},
+     "input", "invalid_function_call_output"),
+    ({"model": MODEL, "input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}]},
+     "input", "missing_function_call_output"),
+    ({"model": MODEL, "input": [{"type": "item_reference", "id": "msg_nope"}]}, "input[0].id", "item_not_found"),
+])
+def test_bad_input_is_400(server, body, param, code):
+    e = _err(post(server, body), 400)
+    assert e["param"] == param
+    if code:
+        assert e["code"] == code
+    assert e["type"] == "invalid_request_error"
+
+
+def test_unknown_model(server):
+    e = _err(post(server, {"model": "nope", "input": "hi"}), 404)
+    assert e["param"] == "model" and "nope" in e["message"]
+
+
+def test_unknown_previous_response(server):
+    e = _err(post(server, {"model": MODEL, "input": "hi", "previous_response_id": "resp_missing"}), 404)
+    assert e["param"] == "previous_response_id"
+
+
+def test_unknown_ids(server):
+    _err(httpx.get(f"{server.url}/v1/responses/resp_missing"), 404)
+    _err(httpx.delete(f"{server.url}/v1/responses/resp_missing"), 404)
+    _err(httpx.get(f"{server.url}/v1/responses/resp_missing/input_items"), 404)
+
+
+def test_bad_query_parameters(server, client):
+    r = client.responses.create(model=MODEL, input="hi")
+    _err(httpx.get(f"{server.url}/v1/responses/{r.id}/input_items", params={"limit": 0}), 400)
+    _err(httpx.get(f"{server.url}/v1/responses/{r.id}/input_items", params={"limit": 101}), 400)
+    _err(httpx.get(f"{server.url}/v1/responses/{r.id}/input_items", params={"order": "up"}), 400)
+    _err(httpx.get(f"{server.url}/v1/responses/{r.id}/input_items", params={"after": "msg_zzz"}), 400)
+    _err(httpx.get(f"{server.url}/v1/responses", params={"limit": "many"}), 400)
+    _err(httpx.get(f"{server.url}/v1/nothing-here"), 404)
+    _err(httpx.put(f"{server.url}/v1/responses"), 405)
+    assert client.responses.retrieve(r.id).status == "completed"  # still intact
+
+
+def test_errors_leave_stored_state_intact(server, client, upstream):
+    r = client.responses.create(model=MODEL, input="keep me")
+    post(server, {"model": MODEL, "input": [{"type": "bogus"}], "previous_response_id": r.id})
+    post(server, {"model": MODEL, "input": "x", "previous_response_id": r.id, "temperature": 9})
+    assert client.responses.retrieve(r.id).output_text == "echo: keep me"
+    assert [i.id for i in client.responses.input_items.list(r.id)] == [
+        i.id for i in client.responses.input_items.list(r.id)]

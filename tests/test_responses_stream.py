@@ -1,0 +1,137 @@
+"""The streaming protocol for text answers: golden sequences, ids, persistence before the end."""
+
+import httpx
+import pytest
+from openai.types.responses import Response
+
+from tests.conftest import MODEL
+from tests.fake_upstream import Turn, text
+from tests.helpers import check_stream, sse_events, types
+
+TEXT_GOLDEN = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.delta",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def test_text_golden_sequence(server, upstream):
+    upstream.queue(text("one two three"))
+    events = sse_events(server.url, {"model": MODEL, "input": "count"})
+    assert types(events) == TEXT_GOLDEN
+    final = check_stream(events)
+    assert final.output_text == "one two three"
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert deltas == "one two three"
+    assert events[0]["response"]["status"] == "in_progress"
+    stored = httpx.get(f"{server.url}/v1/responses/{final.id}").json()
+    assert Response.model_validate(stored).output[0].id == final.output[0].id
+    assert stored["output"] == events[-1]["response"]["output"]
+
+
+def test_sdk_stream_and_final_object_agree(client, upstream):
+    upstream.queue(text("alpha beta"))
+    with client.responses.stream(model=MODEL, input="hi") as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_response()
+    assert final.output_text == "alpha beta"
+    assert client.responses.retrieve(final.id).output_text == "alpha beta"
+
+
+def test_reasoning_then_text(server, upstream):
+    upstream.queue(Turn(reasoning="think hard", text="done"))
+    events = sse_events(server.url, {"model": MODEL, "input": "q"})
+    final = check_stream(events)
+    assert [o.type for o in final.output] == ["reasoning", "message"]
+    assert "response.reasoning_text.delta" in types(events)
+    assert final.output[0].content[0].text == "think hard"
+
+
+def test_max_output_tokens_gives_incomplete(server, upstream):
+    upstream.queue(text("cut short", finish="length"))
+    events = sse_events(server.url, {"model": MODEL, "input": "q", "max_output_tokens": 16})
+    final = check_stream(events)
+    assert events[-1]["type"] == "response.incomplete"
+    assert final.status == "incomplete"
+    assert final.incomplete_details.reason == "max_output_tokens"
+    assert final.output[0].status == "incomplete"
+    assert upstream.requests[-1]["max_tokens"] == 16
+
+
+def test_backend_failure_before_stream(server, upstream):
+    upstream.queue(Turn(status=500))
+    events = sse_events(server.url, {"model": MODEL, "input": "q"})
+    final = check_stream(events)
+    assert types(events) == ["response.created", "response.in_progress", "response.failed"]
+    assert final.status == "failed"
+    assert final.error.code == "server_error"
+    assert "scripted" not in final.error.message  # upstream text is never leaked
+    stored = httpx.get(f"{server.url}/v1/responses/{final.id}").json()
+    assert stored["status"] == "failed" and stored["error"]["code"] == "server_error"
+
+
+def test_backend_failure_mid_stream(server, upstream):
+    upstream.queue(Turn(text="partial answer that breaks", break_after=3))
+    events = sse_events(server.url, {"model": MODEL, "input": "q"})
+    final = check_stream(events)
+    assert events[-1]["type"] == "response.failed"
+    # the started message was closed properly before the failure
+    assert "response.output_item.done" in types(events)
+    stored = httpx.get(f"{server.url}/v1/responses/{final.id}").json()
+    assert stored["status"] == "failed"
+    assert stored["output"][0]["status"] == "incomplete"
+
+
+def test_rate_limited_backend(server, upstream):
+    upstream.queue(Turn(status=429))
+    events = sse_events(server.url, {"model": MODEL, "input": "q"})
+    assert check_stream(events).error.code == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_get_while_streaming_returns_in_progress(server, upstream, stream):
+    upstream.queue(text("a b c d e f g h", delay=0.05))
+    with httpx.stream("POST", server.url + "/v1/responses",
+                      json={"model": MODEL, "input": "q", "stream": True}, timeout=30) as r:
+        lines = r.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        import json
+
+        rid = json.loads(first[6:])["response"]["id"]
+        mid = httpx.get(f"{server.url}/v1/responses/{rid}").json()
+        assert mid["status"] == "in_progress"
+        for _ in lines:
+            pass
+    done = httpx.get(f"{server.url}/v1/responses/{rid}").json()
+    assert done["status"] == "completed"
+
+
+def test_client_disconnect_leaves_consistent_record(server, upstream):
+    import json
+    import time
+
+    upstream.queue(text(" ".join(f"w{i}" for i in range(40)), delay=0.02))
+    with httpx.stream("POST", server.url + "/v1/responses",
+                      json={"model": MODEL, "input": "q", "stream": True}, timeout=30) as r:
+        lines = r.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        rid = json.loads(first[6:])["response"]["id"]
+        next(lines)  # read a little more, then hang up mid-stream
+    deadline = time.time() + 20
+    while True:
+        body = httpx.get(f"{server.url}/v1/responses/{rid}").json()
+        if body["status"] != "in_progress" or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert body["status"] == "completed"
+    assert body["output"][0]["content"][0]["text"].startswith("w0 w1")
+    assert body["output"][0]["status"] == "completed"
