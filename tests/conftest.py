@@ -12,9 +12,12 @@ import pytest
 
 from rejoinder.config import Settings
 from rejoinder.http.app import create_app
+from tests import postgres
 from tests.fake_upstream import FakeUpstream, ThreadServer
 
 MODEL = "fake-model"
+
+pytest_plugins = ["tests.mcp_server"]  # mcp_server, mcp_sse_server, mcp_log fixtures
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +35,30 @@ def _reset_upstream(request: pytest.FixtureRequest) -> None:
 
 
 def storage_url(tmp_path: Path) -> str:
-    return os.environ.get("REJOINDER_TEST_STORAGE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'rejoinder.db'}"
+    """SQLite in ``tmp_path``; with a PostgreSQL ``REJOINDER_TEST_STORAGE_URL``, a fresh database on
+    that server (one per call, so servers never see each other's rows)."""
+    configured = os.environ.get("REJOINDER_TEST_STORAGE_URL")
+    if configured and configured.startswith("postgres"):
+        return postgres.create_database()
+    return configured or f"sqlite+aiosqlite:///{tmp_path / 'rejoinder.db'}"
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """A fresh PostgreSQL database, whatever the suite's storage; skipped if PostgreSQL is not
+    running, unless REJOINDER_REQUIRE_POSTGRES=1 (CI), where that is a failure."""
+    try:
+        return postgres.create_database()
+    except postgres.PostgresUnavailable as exc:
+        if postgres.required():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def shared_storage_url(tmp_path: Path) -> str:
+    """One database for several servers (replicas) on the suite's storage backend."""
+    return storage_url(tmp_path)
 
 
 @pytest.fixture

@@ -32,6 +32,8 @@ def test_text_golden_sequence(server, upstream):
     deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert deltas == "one two three"
     assert events[0]["response"]["status"] == "in_progress"
+    assert isinstance(events[0]["response"]["created_at"], int)  # integers on the wire, as OpenAI sends
+    assert isinstance(events[-1]["response"]["completed_at"], int)
     stored = httpx.get(f"{server.url}/v1/responses/{final.id}").json()
     assert Response.model_validate(stored).output[0].id == final.output[0].id
     assert stored["output"] == events[-1]["response"]["output"]
@@ -135,3 +137,16 @@ def test_client_disconnect_leaves_consistent_record(server, upstream):
     assert body["status"] == "completed"
     assert body["output"][0]["content"][0]["text"].startswith("w0 w1")
     assert body["output"][0]["status"] == "completed"
+
+
+def test_json_schema_format_survives_the_wire(server, upstream):
+    """SDK fields with aliases (``schema``) must go out under their wire names."""
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
+              "additionalProperties": False}
+    upstream.queue(text('{"a": "b"}'))
+    events = sse_events(server.url, {"model": MODEL, "input": "q",
+                                     "text": {"format": {"type": "json_schema", "name": "obj", "schema": schema}}})
+    final = check_stream(events)
+    assert events[-1]["response"]["text"]["format"]["schema"] == schema
+    assert "schema_" not in str(events)
+    assert final.text.format.schema_ == schema

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
+from rejoinder.backends.embedded import EmbeddedUnavailable, unavailable_reason
 from rejoinder.backends.registry import NO_BACKEND_HELP, ModelRegistry
 from rejoinder.config import load_settings
 
@@ -26,8 +27,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = load_settings(args.config, **overrides)
-    if not ModelRegistry.from_settings(settings).routes:
+    try:
+        routes = ModelRegistry.from_settings(settings).routes
+    except EmbeddedUnavailable as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
+    if not routes:
+        reason = unavailable_reason(settings.embedded) if settings.embedded.enabled == "auto" else None
         print(NO_BACKEND_HELP, file=sys.stderr)
+        print(f"(The embedded model is not served: {reason or 'embedded.enabled is off'}.)", file=sys.stderr)
         sys.exit(2)
 
     from rejoinder.http.app import create_app

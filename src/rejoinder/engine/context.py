@@ -77,9 +77,18 @@ def _mcp_result_text(item: dict[str, Any]) -> str:
 
 
 class _Builder:
+    """Chat messages under construction.
+
+    Consecutive calls (function, MCP, denied approvals) share one assistant message, and the
+    results of server-side calls wait until the run of calls ends, so every assistant
+    ``tool_calls`` message is followed by exactly its tool messages, whatever mix of client-side
+    and server-side calls a turn made.
+    """
+
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
-        self.open_calls: dict[str, str] = {}  # call_id -> name, awaiting a result
+        self.open_calls: dict[str, str] = {}  # call_id -> name, awaiting a function_call_output
+        self._pending: list[dict[str, Any]] = []  # results of server-side calls in the current run
 
     def _assistant_for_calls(self) -> dict[str, Any]:
         """Calls made in the same turn as a text answer belong to that assistant message."""
@@ -92,16 +101,33 @@ class _Builder:
         return msg
 
     def call(self, call_id: str, name: str, arguments: str) -> None:
+        """A client-side call; its result comes later as a ``function_call_output``."""
+        self._add_call(call_id, name, arguments)
+        self.open_calls[call_id] = name
+
+    def server_call(self, call_id: str, name: str, arguments: str, result: str) -> None:
+        """A call whose result the server already has (MCP calls, denied approvals)."""
+        self._add_call(call_id, name, arguments)
+        self._pending.append({"role": "tool", "tool_call_id": call_id, "content": result})
+
+    def _add_call(self, call_id: str, name: str, arguments: str) -> None:
+        if self._pending and not self.open_calls:
+            self.flush()  # a finished run of server-side calls: this call starts a new step
         self._assistant_for_calls()["tool_calls"].append(
             {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments or "{}"}}
         )
-        self.open_calls[call_id] = name
 
     def result(self, call_id: str, text: str) -> None:
+        self.flush()
         self.open_calls.pop(call_id, None)
         self.messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
 
+    def flush(self) -> None:
+        self.messages.extend(self._pending)
+        self._pending = []
+
     def add(self, role: str, content: Any) -> None:
+        self.flush()
         self.messages.append({"role": role, "content": content})
 
 
@@ -125,7 +151,7 @@ def build_messages(
         if kind == "message":
             role = item.get("role", "user")
             if role == "assistant":
-                b.messages.append({"role": "assistant", "content": _text_parts(item.get("content"))})
+                b.add("assistant", _text_parts(item.get("content")))
             else:
                 b.add("system" if role == "developer" else role, _user_content(item.get("content", "")))
         elif kind == "function_call":
@@ -143,17 +169,16 @@ def build_messages(
             b.result(call_id, _tool_output_text(item.get("output")))
         elif kind == "mcp_call":
             name = names.get((item["server_label"], item["name"]), item["name"])
-            b.call(item["id"], name, item.get("arguments", ""))
-            b.result(item["id"], _mcp_result_text(item))
+            b.server_call(item["id"], name, item.get("arguments", ""), _mcp_result_text(item))
         elif kind == "mcp_approval_request":
             approval_requests[item["id"]] = item
         elif kind == "mcp_approval_response":
             request = approval_requests.get(item["approval_request_id"])
             if request is not None and not item.get("approve"):
                 name = names.get((request["server_label"], request["name"]), request["name"])
-                b.call(request["id"], name, request.get("arguments", ""))
-                b.result(request["id"], DENIED_TEXT)
+                b.server_call(request["id"], name, request.get("arguments", ""), DENIED_TEXT)
         # mcp_list_tools, reasoning, search calls, references: no chat message of their own
+    b.flush()
     if b.open_calls:
         call_id = next(iter(b.open_calls))
         raise InvalidRequest(f"No tool output found for function call {call_id}.", param="input",

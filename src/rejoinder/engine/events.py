@@ -6,6 +6,7 @@ API returns; events are the SDK's own pydantic types, so a drift from the spec f
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,6 +15,20 @@ from openai.types import responses as T
 from rejoinder.ids import new_id, new_item_id
 
 Event = T.ResponseStreamEvent
+
+# The SDK types timestamps as floats; OpenAI sends integers, and typed clients expect them.
+_WHOLE_TIMESTAMP = re.compile(r'"(created_at|completed_at)":(\d+)\.0(?=[,}])')
+
+
+def event_json(event: Event) -> str:
+    """An event as it goes on the wire: wire names for aliased fields (``schema``), integer times."""
+    data = event.model_dump_json(exclude_unset=True, by_alias=True)
+    return _WHOLE_TIMESTAMP.sub(r'"\1":\2', data) if '"created_at"' in data else data
+
+
+def sse_frame(kind: str, data: str) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + data.encode() + b"\n\n"
+
 
 TERMINAL_EVENT_TYPES = frozenset({"response.completed", "response.failed", "response.incomplete"})
 

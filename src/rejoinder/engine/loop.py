@@ -35,9 +35,10 @@ class _Call:
     call_id: str
     name: str = ""
     arguments: str = ""
-    kind: str = ""  # "function" | "mcp" | "approval" | "ignored"
+    kind: str = ""  # "" until named, then "function" | "mcp" | "approval" | "ignored"
     output_index: int = -1
     tool: ServerTool | None = None
+    closed: bool = False
 
 
 @dataclass
@@ -46,6 +47,7 @@ class _Turn:
 
     finish_reason: str | None = None
     calls: list[_Call] = field(default_factory=list)
+    over_budget: bool = False  # a server-side call was dropped because max_tool_calls was reached
 
 
 class Persistence:
@@ -57,6 +59,8 @@ class Persistence:
 
 
 class ResponseRun:
+    """One response: its event stream, and the loop of inference steps and tool calls behind it."""
+
     def __init__(self, plan: RunPlan, persistence: Persistence, max_iterations: int):
         self.plan = plan
         self.persistence = persistence
@@ -66,7 +70,8 @@ class ResponseRun:
         self._reasoning: int | None = None
         self._calls: dict[int, _Call] = {}
         self._open_call: _Call | None = None
-        self._mcp_calls_made = 0
+        self._server_calls = 0  # server-side calls started; max_tool_calls bounds it
+        self._max_server_calls: int | None = plan.params.get("max_tool_calls")
         self.cancel_requested = False  # set before cancelling the task that drives events()
 
     # -- the event stream ------------------------------------------------------------------
@@ -123,30 +128,29 @@ class ResponseRun:
         return events
 
     async def _run_approved(self) -> AsyncIterator[Event]:
+        """Calls the client approved in this request's input run before the model is asked again."""
         st = self.state
+        to_run: list[tuple[int, ServerTool | None]] = []
         for request in self.plan.approved:
-            server = self.plan.toolset.servers.get(request["server_label"])
-            index, added = st.mcp_call_start(request["server_label"], request["name"],
-                                             approval_request_id=request["id"])
+            label, name = request["server_label"], request["name"]
+            index, added = st.mcp_call_start(label, name, approval_request_id=request["id"])
             yield added
             if request.get("arguments"):
                 yield st.mcp_call_delta(index, request["arguments"])
             for event in st.mcp_call_arguments_done(index):
                 yield event
-            if server is None:
-                result = McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
-                                          "message": f"MCP server '{request['server_label']}' is not in this request."})
-            else:
-                result = await self._call_mcp(server_tool_name=request["name"], server=server,
-                                              arguments=request.get("arguments") or "{}")
-            for event in st.mcp_call_done(index, result.output, result.error):
+            to_run.append((index, self.plan.toolset.find_server_tool(label, name)))
+        if to_run:
+            self._server_calls += len(to_run)
+            async for event in self._run_mcp_calls(to_run):
                 yield event
 
     # -- inference steps ---------------------------------------------------------------------
 
+    def _budget_left(self) -> bool:
+        return self._max_server_calls is None or self._server_calls < self._max_server_calls
+
     async def _iterate(self) -> AsyncIterator[Event]:
-        plan = self.plan
-        max_calls = plan.params.get("max_tool_calls")
         for _ in range(self.max_iterations):
             turn = _Turn()
             async for event in self._infer(turn):
@@ -157,27 +161,32 @@ class ResponseRun:
             if turn.finish_reason == "content_filter":
                 self.state.response["incomplete_details"] = {"reason": "content_filter"}
                 return
-            to_run = [c for c in turn.calls if c.kind == "mcp"]
+            to_run = [(c.output_index, c.tool) for c in turn.calls if c.kind == "mcp"]
             if to_run:
                 async for event in self._run_mcp_calls(to_run):
                     yield event
-            if any(c.kind in ("function", "approval") for c in turn.calls) or not to_run:
-                return
-            if max_calls is not None and self._mcp_calls_made >= max_calls:
-                plan.params = {**plan.params, "_server_tools_exhausted": True}
+            if any(c.kind in ("function", "approval") for c in turn.calls):
+                return  # the client acts next: it runs its functions or answers the approvals
+            if not to_run and not turn.over_budget:
+                return  # a final answer
         self.state.response["incomplete_details"] = {"reason": "max_messages"}
 
     def _offered_tools(self) -> tuple[list[dict[str, Any]], Any]:
+        """Tools and ``tool_choice`` for the next step.
+
+        Once the server has made a call, a forced choice has been honoured: the model is free to
+        answer (forcing again would loop until the iteration guard). Once ``max_tool_calls`` is
+        reached, server-side tools are no longer offered.
+        """
         toolset = self.plan.toolset
         choice, only = resolve_tool_choice(self.plan.params.get("tool_choice"), toolset)
-        if self.plan.params.get("_server_tools_exhausted"):
-            allowed = set(toolset.functions)
-            only = allowed if only is None else only & allowed
-        if choice == "none":
-            return [], None
-        if self._mcp_calls_made and choice == "required":
-            choice = None  # a forced call was made; let the model answer now
-        return toolset.chat_tools(only), choice
+        if not self._budget_left():
+            functions = set(toolset.functions)
+            only = functions if only is None else only & functions
+        if self._server_calls and choice not in (None, "none"):
+            choice = None
+        tools = toolset.chat_tools(only)
+        return tools, (choice if tools else None)
 
     async def _infer(self, turn: _Turn) -> AsyncIterator[Event]:
         plan = self.plan
@@ -193,12 +202,14 @@ class ResponseRun:
                     yield event
         for event in self._close_open_items(status="incomplete" if turn.finish_reason == "length" else "completed"):
             yield event
-        turn.calls = [c for c in self._calls.values() if c.kind != "ignored"]
+        for call in self._calls.values():
+            if call.kind == "":
+                log.warning("response %s: dropped a tool call the model never named", plan.response_id)
+            elif call.kind == "ignored" and call.tool is not None:
+                turn.over_budget = True
+        turn.calls = [c for c in self._calls.values() if c.kind not in ("", "ignored")]
         for call in turn.calls:
-            if not call.kind:  # a call whose stream never named it
-                call.kind = "function"
-        for call in turn.calls:
-            if call.kind == "approval":
+            if call.kind == "approval" and call.tool is not None:
                 for event in self.state.mcp_approval_request(call.tool.server.server_label, call.tool.name,
                                                              call.arguments or "{}"):
                     yield event
@@ -239,6 +250,7 @@ class ResponseRun:
         return []
 
     def _on_tool_delta(self, delta: C.ToolCallDelta) -> list[Event]:
+        """Accumulate a call; its item starts once its name is known (the name decides its type)."""
         events = self._close_message() + self._close_reasoning()
         call = self._calls.get(delta.index)
         if call is None:
@@ -247,7 +259,11 @@ class ResponseRun:
             self._calls[delta.index] = call
             self._open_call = call
             if self.plan.params.get("parallel_tool_calls") is False and len(self._calls) > 1:
-                call.kind = "ignored"
+                call.kind = "ignored"  # the backend ignored parallel_tool_calls=false: keep the first
+        elif call.closed:
+            log.warning("response %s: dropped a late fragment of tool call %s", self.plan.response_id,
+                        call.call_id)
+            return events
         if delta.call_id and call.kind == "":
             call.call_id = delta.call_id
         if delta.name:
@@ -260,14 +276,22 @@ class ResponseRun:
         return events
 
     def _start_call(self, call: _Call) -> list[Event]:
-        """Decide the item type once the name is known, before ``output_item.added``."""
+        """Decide the item type once the name is known, before ``output_item.added``.
+
+        A name that is no MCP tool of the request (a function tool, or one the model invented)
+        is a client-side ``function_call``.
+        """
         st = self.state
         tool = self.plan.toolset.server_tools.get(call.name)
-        if tool is not None and not self.plan.params.get("_server_tools_exhausted"):
+        if tool is not None:
             call.tool = tool
-            if tool.server.needs_approval(tool.name):
+            if tool.needs_approval():
                 call.kind = "approval"  # emitted as an approval request once complete
                 return []
+            if not self._budget_left():
+                call.kind = "ignored"
+                return []
+            self._server_calls += 1
             call.kind = "mcp"
             call.output_index, added = st.mcp_call_start(tool.server.server_label, tool.name)
         else:
@@ -286,19 +310,14 @@ class ResponseRun:
         call, self._open_call = self._open_call, None
         if call is None:
             return []
-        if call.kind == "" and call.name:
-            events = self._start_call(call)
-        else:
-            events = []
-        if call.kind == "function":
+        call.closed = True
+        events = self._start_call(call) if call.kind == "" and call.name else []
+        if call.kind in ("function", "mcp"):
             item = self.state.output[call.output_index]
             if not item["arguments"]:
-                item["arguments"] = "{}"
-            return events + self.state.function_call_done(call.output_index)
-        if call.kind == "mcp":
-            item = self.state.output[call.output_index]
-            if not item["arguments"]:
-                item["arguments"] = "{}"
+                item["arguments"] = "{}"  # nothing arrived: an empty object, as the backend would need
+            if call.kind == "function":
+                return events + self.state.function_call_done(call.output_index)
             return events + self.state.mcp_call_arguments_done(call.output_index)
         return events
 
@@ -317,8 +336,10 @@ class ResponseRun:
 
     # -- running MCP calls -------------------------------------------------------------------
 
-    async def _call_mcp(self, server_tool_name: str, server: Any, arguments: str) -> McpResult:
-        self._mcp_calls_made += 1
+    async def _call_mcp(self, tool: ServerTool | None, arguments: str, label: str) -> McpResult:
+        if tool is None:
+            return McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
+                                    "message": f"The tool is not offered by MCP server '{label}' in this request."})
         try:
             args = json.loads(arguments or "{}")
             if not isinstance(args, dict):
@@ -326,14 +347,15 @@ class ResponseRun:
         except ValueError:
             return McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
                                     "message": "The tool arguments are not a valid JSON object."})
-        return await self.plan.sessions.call_tool(server, server_tool_name, args)
+        return await self.plan.sessions.call_tool(tool.server, tool.name, args)
 
-    async def _run_mcp_calls(self, calls: list[_Call]) -> AsyncIterator[Event]:
-        """Run the calls concurrently; report them in output order."""
+    async def _run_mcp_calls(self, calls: list[tuple[int, ServerTool | None]]) -> AsyncIterator[Event]:
+        """Run the calls (output index, tool) concurrently; report them in output order."""
+        output = self.state.output
         results = await asyncio.gather(
-            *(self._call_mcp(c.tool.name, c.tool.server, self.state.output[c.output_index]["arguments"])
-              for c in calls if c.tool is not None)
+            *(self._call_mcp(tool, output[index]["arguments"], output[index]["server_label"])
+              for index, tool in calls)
         )
-        for call, result in zip(calls, results, strict=True):
-            for event in self.state.mcp_call_done(call.output_index, result.output, result.error):
+        for (index, _), result in zip(calls, results, strict=True):
+            for event in self.state.mcp_call_done(index, result.output, result.error):
                 yield event

@@ -49,6 +49,27 @@ def _input_items(req: CreateResponse, known: dict[str, dict[str, Any]]) -> list[
     return items
 
 
+def _new_to_conversation(items: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The input items a conversation does not hold yet.
+
+    An item already in the conversation (an ``item_reference`` to it, or the item sent back with
+    its id) is context already: counting it twice would repeat tool calls upstream and break the
+    conversation's one-id-per-item rule when the turn is appended. Two input items with one id are
+    a 400 now rather than a failed commit after inference.
+    """
+    seen: set[str] = set()
+    out = []
+    for i, item in enumerate(items):
+        if item["id"] in known:
+            continue
+        if item["id"] in seen:
+            raise InvalidRequest(f"Duplicate item found with id {item['id']}.", param=f"input[{i}].id",
+                                 code="duplicate_item")
+        seen.add(item["id"])
+        out.append(item)
+    return out
+
+
 def _approved_requests(items: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     approved = []
     for i, item in enumerate(items):
@@ -122,12 +143,15 @@ async def prepare(
             raise not_found("Previous response", req.previous_response_id, param="previous_response_id")
         history = chain
     elif conversation_id:
-        if await conversations.get(conversation_id, owner) is None:
+        items = await conversations.context_items(conversation_id, owner)
+        if items is None:
             raise not_found("Conversation", conversation_id, param="conversation")
-        history = await conversations.all_items(conversation_id)
+        history = items
 
     known = {item["id"]: item for item in history if item.get("id")}
     input_items = _input_items(req, known)
+    if conversation_id:
+        input_items = _new_to_conversation(input_items, known)
     known.update({item["id"]: item for item in input_items})
     approved = _approved_requests(input_items, known)
     build_messages([*history, *input_items], None)  # a tool output without its call is a 400 now

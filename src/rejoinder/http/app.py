@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,11 +13,13 @@ from fastapi import FastAPI
 from rejoinder import __version__
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
-from rejoinder.http import errors, routes_models, routes_responses
+from rejoinder.http import errors, routes_conversations, routes_models, routes_responses
 from rejoinder.http.testid import TestIdMiddleware
+from rejoinder.services.background import BackgroundWorker, lease_owner_token
 from rejoinder.services.responses import ResponsesService
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.db import Database
+from rejoinder.store.leases import LeaseStore
 from rejoinder.store.migrations import migrate
 from rejoinder.store.responses import ResponseStore
 
@@ -30,6 +33,7 @@ class Services:
     registry: ModelRegistry
     responses: ResponsesService
     conversations: ConversationStore
+    background: BackgroundWorker | None = None
 
 
 async def build_services(settings: Settings) -> Services:
@@ -37,8 +41,11 @@ async def build_services(settings: Settings) -> Services:
     await migrate(db)
     registry = ModelRegistry.from_settings(settings)
     conversations = ConversationStore(db)
-    responses = ResponsesService(settings, registry, ResponseStore(db), conversations)
-    return Services(settings, db, registry, responses, conversations)
+    lease_owner = lease_owner_token(settings)
+    store = ResponseStore(db, lease_owner=lease_owner, lease_seconds=settings.lease_seconds)
+    responses = ResponsesService(settings, registry, store, conversations)
+    background = BackgroundWorker(settings, responses, LeaseStore(db, lease_owner, settings.lease_seconds))
+    return Services(settings, db, registry, responses, conversations, background)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -46,10 +53,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings)
         app.state.services = services
+        assert services.background is not None
+        await services.background.start()
         try:
             yield
         finally:
-            await services.responses.shutdown()
+            services.background.stop_accepting()
+            await asyncio.gather(services.responses.shutdown(), services.background.drain())
+            await services.background.stop()
             await services.registry.aclose()
             await services.db.dispose()
 
@@ -58,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(routes_models.router)
     app.include_router(routes_responses.router)
+    app.include_router(routes_conversations.router)
     if settings.recording.mode != "live":
         app.add_middleware(TestIdMiddleware)
     return app

@@ -11,7 +11,7 @@ from rejoinder.api.create_response import validate_create
 from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.http.auth import principal
 from rejoinder.http.body import json_body
-from rejoinder.http.sse import sse_response
+from rejoinder.http.sse import sse_frames_response, sse_response
 
 router = APIRouter()
 
@@ -22,7 +22,14 @@ def _services(request: Request) -> Any:
 
 @router.post("/v1/responses")
 async def create_response(request: Request, owner: str = Depends(principal)) -> Response:
-    req = validate_create(await json_body(request))
+    raw = await json_body(request)
+    req = validate_create(raw)
+    if req.background:
+        worker = _services(request).background
+        accepted = await worker.submit(raw, req, owner)
+        if req.stream:
+            return sse_frames_response(worker.follow(accepted["id"], -1))
+        return JSONResponse(accepted)
     service = _services(request).responses
     if req.stream:
         return sse_response(await service.stream(req, owner))
@@ -44,12 +51,30 @@ async def list_responses(
     return page.body()
 
 
-@router.get("/v1/responses/{response_id}")
-async def get_response(request: Request, response_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+@router.get("/v1/responses/{response_id}", response_model=None)
+async def get_response(
+    request: Request,
+    response_id: str,
+    owner: str = Depends(principal),
+    stream: bool = False,
+    starting_after: int | None = Query(None, ge=-1),
+    include_obfuscation: bool | None = None,
+    include: list[str] | None = Query(None),
+) -> dict[str, Any] | Response:
+    if stream:
+        worker = _services(request).background
+        await worker.check_streamable(response_id, owner)
+        after = -1 if starting_after is None else starting_after
+        return sse_frames_response(worker.follow(response_id, after))
     stored = await _services(request).responses.responses.get(response_id, owner)
     if stored is None:
         raise not_found("Response", response_id)
     return stored.body
+
+
+@router.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(request: Request, response_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+    return await _services(request).background.cancel(response_id, owner)
 
 
 @router.delete("/v1/responses/{response_id}")

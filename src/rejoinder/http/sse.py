@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
-from rejoinder.engine.events import Event
+from rejoinder.engine.events import Event, event_json, sse_frame
+
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def encode(event: Event) -> bytes:
-    return b"event: " + event.type.encode() + b"\ndata: " + event.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+    return sse_frame(event.type, event_json(event))
 
 
 async def _frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
@@ -19,7 +21,9 @@ async def _frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
 
 
 def sse_response(events: AsyncIterator[Event]) -> StreamingResponse:
-    return StreamingResponse(
-        _frames(events), media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return StreamingResponse(_frames(events), media_type="text/event-stream", headers=_HEADERS)
+
+
+def sse_frames_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
+    """For streams already framed (a resumed background stream replays stored events)."""
+    return StreamingResponse(frames, media_type="text/event-stream", headers=_HEADERS)

@@ -1,4 +1,10 @@
-"""How a run's state reaches the store: at start (so GET finds it) and at the end (atomically)."""
+"""How a run's state reaches the store: at start (so GET finds it) and at the end (atomically).
+
+Conversation rules (see docs/conversations.md): a ``completed`` or ``incomplete`` response appends
+its input items and then every output item, in order, in the transaction that stores the
+response; ``failed`` and ``cancelled`` ones append nothing, so a retry starts from the same state;
+``store=false`` writes nothing at all. Whatever happens, the conversation lock is released.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,13 @@ from rejoinder.store.responses import ConversationAppend, ResponseStore
 
 # Responses whose items join their conversation; failed and cancelled ones leave it untouched.
 APPENDING_STATUSES = ("completed", "incomplete")
+
+
+def conversation_items(plan: RunPlan, response: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a finished turn adds to its conversation: its input, then its output, in order."""
+    if response["status"] not in APPENDING_STATUSES:
+        return []
+    return [*plan.input_items, *response["output"]]
 
 
 class StorePersistence(Persistence):
@@ -29,8 +42,14 @@ class StorePersistence(Persistence):
             if conv:
                 await self.conversations.unlock(conv, plan.response_id)
             return
-        append = None
-        if conv:
-            items = [*plan.input_items, *response["output"]] if response["status"] in APPENDING_STATUSES else []
-            append = ConversationAppend(conv, items, lock_holder=plan.response_id)
-        await self.responses.finish(response, conversation=append, only_if_active=True)
+        append = ConversationAppend(conv, conversation_items(plan, response), lock_holder=plan.response_id) \
+            if conv else None
+        try:
+            written = await self.responses.finish(response, conversation=append, only_if_active=True)
+        except Exception:
+            if conv:  # the append was rolled back: do not keep the conversation locked until expiry
+                await self.conversations.unlock(conv, plan.response_id)
+            raise
+        if conv and not written:
+            # A cancel was stored first: the turn adds nothing, but its lock must still go.
+            await self.conversations.unlock(conv, plan.response_id)

@@ -42,17 +42,25 @@ class ResponsesService:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, req: CreateResponse, owner: str) -> ResponseRun:
-        """Prepare a run (all 4xx checks happen here) and take its conversation's lock."""
+        """Take the conversation's lock, then prepare the run (all 4xx checks happen there).
+
+        The lock comes first so the context is read after the previous turn committed: a turn
+        that continues a tool call finds the call, and no turn answers a stale history.
+        """
         response_id = new_response_id()
         conversation_id = conversation_id_of(req)
-        plan = await prepare(req, owner, self.registry, self.responses, self.conversations,
-                             self.settings.mcp_timeout, response_id)
         if conversation_id:
-            locked = await self.conversations.try_lock(conversation_id, response_id,
+            locked = await self.conversations.try_lock(conversation_id, owner, response_id,
                                                        self.settings.conversation_lock_seconds)
             if not locked:
-                await plan.sessions.aclose()
                 raise ConversationLocked()
+        try:
+            plan = await prepare(req, owner, self.registry, self.responses, self.conversations,
+                                 self.settings.mcp_timeout, response_id)
+        except BaseException:
+            if conversation_id:
+                await self.conversations.unlock(conversation_id, response_id)
+            raise
         return ResponseRun(plan, StorePersistence(self.responses, self.conversations),
                            self.settings.max_tool_iterations)
 

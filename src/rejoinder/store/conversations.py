@@ -1,8 +1,16 @@
 """Conversations and their items.
 
-Items are kept in ``position`` order per conversation, so listing a page and building a model
-context read one index range and nothing else. A response running on a conversation holds its
-lock (``locked_by`` / ``locked_until``) until it commits; a second one is refused, as OpenAI does.
+Items are kept in ``position`` order per conversation; the primary key (conversation_id, position)
+makes listing a page and building a model context one index range scan that reads no other
+conversation's rows. Positions are reserved by one atomic UPDATE of ``next_position``, so
+concurrent appends (items.create, finished responses) never interleave: each batch is contiguous.
+
+A response running on a conversation holds its lock (``locked_by`` / ``locked_until``) until it
+commits; a second one is refused, as OpenAI does. The lock expires so a crashed process cannot
+wedge a conversation forever.
+
+Every method that takes an ``owner`` treats another principal's conversation as missing
+(``owner=None`` means "any owner", for internal callers).
 """
 
 from __future__ import annotations
@@ -10,11 +18,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rejoinder.errors import InvalidRequest
+from rejoinder.errors import InvalidRequest, NotFound, not_found
 from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps, loads
 from rejoinder.store.pagination import Order, Page, page_of, paginate
@@ -30,10 +38,22 @@ def conversation_body(row: Any) -> dict[str, Any]:
     }
 
 
-async def append_items(conn: AsyncConnection, conversation_id: str, items: list[dict[str, Any]]) -> None:
-    """Append at the end, reserving positions with one atomic UPDATE (a row lock on PostgreSQL)."""
+def conversation_not_found(conversation_id: str, param: str | None = None) -> NotFound:
+    return not_found("Conversation", conversation_id, param=param)
+
+
+def item_not_found(item_id: str) -> NotFound:
+    return not_found("Item", item_id)
+
+
+async def append_items(conn: AsyncConnection, conversation_id: str, items: list[dict[str, Any]]) -> bool:
+    """Append at the end, reserving positions with one atomic UPDATE (a row lock on PostgreSQL).
+
+    Returns False when the conversation no longer exists (deleted while a response ran): the
+    caller's transaction goes on without it rather than failing the response at commit time.
+    """
     if not items:
-        return
+        return True
     end = (
         await conn.execute(
             update(conversations)
@@ -41,7 +61,9 @@ async def append_items(conn: AsyncConnection, conversation_id: str, items: list[
             .values(next_position=conversations.c.next_position + len(items))
             .returning(conversations.c.next_position)
         )
-    ).scalar_one()
+    ).scalar()
+    if end is None:
+        return False
     start = end - len(items)
     try:
         await conn.execute(
@@ -55,6 +77,7 @@ async def append_items(conn: AsyncConnection, conversation_id: str, items: list[
         raise InvalidRequest(
             "An item with the same id already exists in this conversation.", param="items", code="duplicate_item"
         ) from exc
+    return True
 
 
 async def release_lock(conn: AsyncConnection, conversation_id: str, holder: str) -> None:
@@ -65,67 +88,74 @@ async def release_lock(conn: AsyncConnection, conversation_id: str, holder: str)
     )
 
 
+async def _row(conn: AsyncConnection, conversation_id: str, owner: str | None) -> Any:
+    query = select(conversations).where(conversations.c.id == conversation_id)
+    if owner is not None:
+        query = query.where(conversations.c.owner == owner)
+    return (await conn.execute(query)).first()
+
+
+async def _require(conn: AsyncConnection, conversation_id: str, owner: str | None) -> Any:
+    row = await _row(conn, conversation_id, owner)
+    if row is None:
+        raise conversation_not_found(conversation_id)
+    return row
+
+
 class ConversationStore:
     def __init__(self, db: Database):
         self.db = db
 
     async def create(self, conversation_id: str, owner: str, metadata: dict[str, str],
                      items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Create the conversation and its initial items in one transaction."""
         async with self.db.write() as conn:
-            now = time.time()
             await conn.execute(
                 insert(conversations).values(
-                    id=conversation_id, owner=owner, created_at=now, metadata=dumps(metadata), next_position=0
+                    id=conversation_id, owner=owner, created_at=time.time(), metadata=dumps(metadata),
+                    next_position=0,
                 )
             )
             await append_items(conn, conversation_id, items)
-            row = (await conn.execute(select(conversations).where(conversations.c.id == conversation_id))).one()
-            return conversation_body(row)
+            return conversation_body(await _row(conn, conversation_id, None))
 
     async def get(self, conversation_id: str, owner: str | None) -> dict[str, Any] | None:
         async with self.db.read() as conn:
-            row = await self._row(conn, conversation_id, owner)
+            row = await _row(conn, conversation_id, owner)
             return conversation_body(row) if row else None
 
-    @staticmethod
-    async def _row(conn: AsyncConnection, conversation_id: str, owner: str | None) -> Any:
-        query = select(conversations).where(conversations.c.id == conversation_id)
-        if owner is not None:
-            query = query.where(conversations.c.owner == owner)
-        return (await conn.execute(query)).first()
-
     async def update_metadata(self, conversation_id: str, owner: str | None,
-                              metadata: dict[str, str]) -> dict[str, Any] | None:
+                              metadata: dict[str, str]) -> dict[str, Any]:
         async with self.db.write() as conn:
-            if await self._row(conn, conversation_id, owner) is None:
-                return None
+            row = await _require(conn, conversation_id, owner)
             await conn.execute(
                 update(conversations).where(conversations.c.id == conversation_id).values(metadata=dumps(metadata))
             )
-            return conversation_body(await self._row(conn, conversation_id, owner))
+            return {**conversation_body(row), "metadata": metadata}
 
-    async def delete(self, conversation_id: str, owner: str | None) -> bool:
+    async def delete(self, conversation_id: str, owner: str | None) -> None:
+        """Delete the conversation and every item of it, atomically."""
         async with self.db.write() as conn:
             query = delete(conversations).where(conversations.c.id == conversation_id)
             if owner is not None:
                 query = query.where(conversations.c.owner == owner)
             if (await conn.execute(query)).rowcount == 0:
-                return False
-            await conn.execute(delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id))
-            return True
+                raise conversation_not_found(conversation_id)
+            await conn.execute(
+                delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id)
+            )
 
-    async def add_items(self, conversation_id: str, owner: str | None,
-                        items: list[dict[str, Any]]) -> bool:
+    async def add_items(self, conversation_id: str, owner: str | None, items: list[dict[str, Any]]) -> None:
         async with self.db.write() as conn:
-            if await self._row(conn, conversation_id, owner) is None:
-                return False
+            await _require(conn, conversation_id, owner)
             await append_items(conn, conversation_id, items)
-            return True
 
-    async def list_items(self, conversation_id: str, after: str | None, limit: int, order: Order) -> Page | None:
-        """A page of items; None when ``after`` is not an item of this conversation."""
+    async def list_items(self, conversation_id: str, owner: str | None, after: str | None, limit: int,
+                         order: Order) -> Page:
+        """A page of items in position order, with an exact ``has_more`` (one extra row is read)."""
         where = conversation_items.c.conversation_id == conversation_id
         async with self.db.read() as conn:
+            await _require(conn, conversation_id, owner)
             after_pos = None
             if after is not None:
                 after_pos = (
@@ -134,14 +164,16 @@ class ConversationStore:
                     )
                 ).scalar()
                 if after_pos is None:
-                    return None
+                    raise InvalidRequest(f"No item found with id '{after}' in conversation '{conversation_id}'.",
+                                         param="after", code="invalid_value")
             query = paginate(select(conversation_items.c.data).where(where), conversation_items.c.position,
                              order, after_pos, limit)
             rows = [loads(r.data) for r in await conn.execute(query)]
         return page_of(rows, limit)
 
-    async def get_item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
+    async def get_item(self, conversation_id: str, owner: str | None, item_id: str) -> dict[str, Any]:
         async with self.db.read() as conn:
+            await _require(conn, conversation_id, owner)
             data = (
                 await conn.execute(
                     select(conversation_items.c.data).where(
@@ -150,20 +182,32 @@ class ConversationStore:
                     )
                 )
             ).scalar()
-            return loads(data) if data else None
+        if data is None:
+            raise item_not_found(item_id)
+        return loads(data)
 
-    async def delete_item(self, conversation_id: str, item_id: str) -> bool:
+    async def delete_item(self, conversation_id: str, owner: str | None, item_id: str) -> dict[str, Any]:
+        """Delete one item; returns the conversation (OpenAI's answer to this call)."""
         async with self.db.write() as conn:
+            row = await _require(conn, conversation_id, owner)
             result = await conn.execute(
                 delete(conversation_items).where(
                     conversation_items.c.conversation_id == conversation_id, conversation_items.c.item_id == item_id
                 )
             )
-            return result.rowcount > 0
+            if result.rowcount == 0:
+                raise item_not_found(item_id)
+            return conversation_body(row)
 
-    async def all_items(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The whole conversation in order: the model's context. Reads this conversation's rows only."""
+    async def context_items(self, conversation_id: str, owner: str | None) -> list[dict[str, Any]] | None:
+        """The whole conversation in order (the model's context); None if not visible to ``owner``.
+
+        One transaction, so the existence check and the items agree; reads this conversation's
+        rows only (a primary-key range).
+        """
         async with self.db.read() as conn:
+            if await _row(conn, conversation_id, owner) is None:
+                return None
             rows = await conn.execute(
                 select(conversation_items.c.data)
                 .where(conversation_items.c.conversation_id == conversation_id)
@@ -171,21 +215,32 @@ class ConversationStore:
             )
             return [loads(r.data) for r in rows]
 
-    async def try_lock(self, conversation_id: str, holder: str, seconds: float) -> bool:
-        """Take the conversation for one response; False if another response holds it."""
+    async def all_items(self, conversation_id: str) -> list[dict[str, Any]]:
+        return await self.context_items(conversation_id, None) or []
+
+    async def try_lock(self, conversation_id: str, owner: str | None, holder: str, seconds: float) -> bool:
+        """Take the conversation for one response; False if another response holds it.
+
+        Raises NotFound when the conversation is not visible to ``owner``, so nobody can lock
+        (or learn of) another principal's conversation.
+        """
         now = time.time()
         async with self.db.write() as conn:
-            result = await conn.execute(
-                update(conversations)
-                .where(
-                    and_(
-                        conversations.c.id == conversation_id,
-                        or_(conversations.c.locked_by.is_(None), conversations.c.locked_until < now),
-                    )
-                )
-                .values(locked_by=holder, locked_until=now + seconds)
+            query = update(conversations).where(
+                conversations.c.id == conversation_id,
+                or_(conversations.c.locked_by.is_(None), conversations.c.locked_until < now),
             )
-            return result.rowcount > 0
+            if owner is not None:
+                query = query.where(conversations.c.owner == owner)
+            result = await conn.execute(query.values(locked_by=holder, locked_until=now + seconds))
+            if result.rowcount > 0:
+                return True
+            exists = select(literal(1)).where(conversations.c.id == conversation_id)
+            if owner is not None:
+                exists = exists.where(conversations.c.owner == owner)
+            if (await conn.execute(exists)).first() is None:
+                raise conversation_not_found(conversation_id, param="conversation")
+            return False
 
     async def unlock(self, conversation_id: str, holder: str) -> None:
         async with self.db.write() as conn:

@@ -7,6 +7,7 @@ output items and its conversation append, before the terminal event is sent.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,8 +101,13 @@ async def _load(conn: AsyncConnection, ids: list[str], owner: str | None) -> lis
 
 
 class ResponseStore:
-    def __init__(self, db: Database):
+    """``lease_owner`` is this replica's incarnation: responses it creates carry a lease in its
+    name, renewed while it runs them, so another replica can settle them if it dies."""
+
+    def __init__(self, db: Database, lease_owner: str | None = None, lease_seconds: float = 30.0):
         self.db = db
+        self.lease_owner = lease_owner
+        self.lease_seconds = lease_seconds
 
     async def create(
         self,
@@ -111,7 +117,16 @@ class ResponseStore:
         request: dict[str, Any] | None = None,
         lease_owner: str | None = None,
         lease_expires_at: float | None = None,
+        *,
+        leased: bool = True,
+        events: list[tuple[int, str]] | None = None,
     ) -> None:
+        """Insert a new response. ``leased`` (the default) puts it under this replica's lease;
+        a queued background response that any replica may claim is created with ``leased=False``."""
+        if leased and lease_owner is None and self.lease_owner is not None:
+            lease_owner, lease_expires_at = self.lease_owner, time.time() + self.lease_seconds
+        if not leased:
+            lease_owner = lease_expires_at = None
         async with self.db.write() as conn:
             await conn.execute(
                 insert(responses).values(
@@ -125,6 +140,11 @@ class ResponseStore:
                 )
             )
             await _insert_items(conn, body["id"], "input", input_items)
+            if events:
+                await conn.execute(
+                    insert(response_events),
+                    [{"response_id": body["id"], "sequence_number": n, "data": d} for n, d in events],
+                )
 
     async def finish(
         self,
@@ -136,13 +156,16 @@ class ResponseStore:
         """Store the final state and output items (and the conversation append) atomically.
 
         With ``only_if_active`` the write happens only while the stored row is still queued or in
-        progress, so a cancel that landed first wins. Returns whether the write happened.
+        progress, so a cancel that landed first wins; a run that stops because it was cancelled
+        may still write its partial output over the ``cancelled`` row. Returns whether the write
+        happened.
         """
         response_id = body["id"]
         async with self.db.write() as conn:
             stmt = update(responses).where(responses.c.id == response_id)
             if only_if_active:
-                stmt = stmt.where(responses.c.status.in_(ACTIVE_STATUSES))
+                allowed = (*ACTIVE_STATUSES, "cancelled") if body["status"] == "cancelled" else ACTIVE_STATUSES
+                stmt = stmt.where(responses.c.status.in_(allowed))
             result = await conn.execute(stmt.values(lease_owner=None, lease_expires_at=None, **_row_values(body)))
             if result.rowcount == 0:
                 return False
@@ -166,6 +189,19 @@ class ResponseStore:
         async with self.db.read() as conn:
             found = await _load(conn, [response_id], owner)
         return found[0] if found else None
+
+    async def status(self, response_id: str) -> str | None:
+        async with self.db.read() as conn:
+            return (await conn.execute(select(responses.c.status).where(responses.c.id == response_id))).scalar()
+
+    async def input_items(self, response_id: str) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(response_items.c.data)
+                .where(response_items.c.response_id == response_id, response_items.c.kind == "input")
+                .order_by(response_items.c.position)
+            )
+            return [loads(r.data) for r in rows]
 
     async def exists(self, response_id: str, owner: str | None) -> bool:
         async with self.db.read() as conn:

@@ -47,25 +47,42 @@ class McpServer:
     def allows(self, tool: dict[str, Any]) -> bool:
         if self.allowed_tools is not None and tool["name"] not in self.allowed_tools:
             return False
-        if self.allowed_read_only:
-            annotations = tool.get("annotations") or {}
-            return bool(annotations.get("readOnlyHint") or annotations.get("read_only"))
+        if self.allowed_read_only is not None:
+            return _is_read_only(tool.get("annotations")) == self.allowed_read_only
         return True
 
-    def needs_approval(self, tool_name: str) -> bool:
-        """``always`` / ``never`` / ``{always: {tool_names}, never: {tool_names}}``; unlisted tools need it."""
+    def needs_approval(self, tool_name: str, annotations: dict[str, Any] | None = None) -> bool:
+        """``always`` / ``never`` / ``{always: filter, never: filter}``.
+
+        A filter matches by ``tool_names`` or, with ``read_only: true``, by the tool's
+        ``readOnlyHint``. ``always`` wins over ``never``; a tool neither filter matches needs
+        approval, as OpenAI's default (``always``) asks.
+        """
         policy = self.require_approval
         if policy == "never":
             return False
-        if policy == "always" or not isinstance(policy, dict):
+        if not isinstance(policy, dict):
             return True
-        never = (policy.get("never") or {}).get("tool_names") or []
-        always = (policy.get("always") or {}).get("tool_names") or []
-        if tool_name in always:
+        if _filter_matches(policy.get("always"), tool_name, annotations):
             return True
-        if tool_name in never:
-            return False
-        return not (policy.get("never") and not policy.get("always"))
+        return not _filter_matches(policy.get("never"), tool_name, annotations)
+
+
+def _is_read_only(annotations: dict[str, Any] | None) -> bool:
+    return bool((annotations or {}).get("readOnlyHint"))
+
+
+def _filter_matches(flt: Any, tool_name: str, annotations: dict[str, Any] | None) -> bool:
+    """An ``McpToolFilter``: every condition it sets must hold; an empty filter matches nothing."""
+    if not isinstance(flt, dict):
+        return False
+    names = flt.get("tool_names")
+    read_only = flt.get("read_only")
+    if names is None and read_only is None:
+        return False
+    if names is not None and tool_name not in names:
+        return False
+    return not (read_only is not None and _is_read_only(annotations) != bool(read_only))
 
 
 @dataclass
@@ -77,6 +94,30 @@ class ServerTool:
     server: McpServer
     description: str | None
     input_schema: dict[str, Any]
+    annotations: dict[str, Any] | None = None
+
+    def needs_approval(self) -> bool:
+        return self.server.needs_approval(self.name, self.annotations)
+
+
+def _refuse_unsupported_mcp(tool: dict[str, Any], param: str) -> None:
+    """Options OpenAI accepts that this server cannot honour are a 400, never silently ignored."""
+    if tool.get("connector_id"):
+        raise InvalidRequest("Connectors are not supported by this server; give a server_url.",
+                             param=f"{param}.connector_id", code="unsupported_parameter")
+    if tool.get("tunnel_id"):
+        raise InvalidRequest("MCP tunnels are not supported by this server.", param=f"{param}.tunnel_id",
+                             code="unsupported_parameter")
+    if tool.get("defer_loading"):
+        raise InvalidRequest("Deferred tool loading is not supported by this server.",
+                             param=f"{param}.defer_loading", code="unsupported_parameter")
+    if set(tool.get("allowed_callers") or ["direct"]) - {"direct"}:
+        raise InvalidRequest("Only direct tool callers are supported by this server.",
+                             param=f"{param}.allowed_callers", code="unsupported_value")
+    url = tool.get("server_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidRequest("MCP tools need an http(s) server_url.", param=f"{param}.server_url",
+                             code="missing_required_parameter" if not url else "invalid_value")
 
 
 @dataclass
@@ -98,9 +139,7 @@ class Toolset:
                 label = tool["server_label"]
                 if label in ts.servers:
                     raise InvalidRequest(f"Duplicate MCP server_label '{label}'.", param=f"tools[{i}].server_label")
-                if not tool.get("server_url"):
-                    raise InvalidRequest("MCP tools need a server_url (connectors are not supported).",
-                                         param=f"tools[{i}].server_url")
+                _refuse_unsupported_mcp(tool, f"tools[{i}]")
                 ts.servers[label] = McpServer.from_tool(tool)
         return ts
 
@@ -116,7 +155,13 @@ class Toolset:
             self.server_tools[model_name] = ServerTool(
                 model_name=model_name, name=tool["name"], server=server, description=tool.get("description"),
                 input_schema=tool.get("input_schema") or {"type": "object", "properties": {}},
+                annotations=tool.get("annotations"),
             )
+
+    def find_server_tool(self, server_label: str, name: str) -> ServerTool | None:
+        """The offered MCP tool ``name`` of ``server_label`` (None: not in this request, or not allowed)."""
+        return next((t for t in self.server_tools.values()
+                     if t.server.server_label == server_label and t.name == name), None)
 
     def model_names(self) -> dict[tuple[str, str], str]:
         return {(t.server.server_label, t.name): t.model_name for t in self.server_tools.values()}
@@ -145,39 +190,74 @@ class Toolset:
         return out
 
 
+def _choice_error(message: str, param: str = "tool_choice") -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def _mcp_names(toolset: Toolset, label: Any, name: Any) -> set[str]:
+    return {n for n, t in toolset.server_tools.items()
+            if t.server.server_label == label and (not name or t.name == name)}
+
+
 def resolve_tool_choice(choice: Any, toolset: Toolset) -> tuple[Any, set[str] | None]:
-    """The upstream ``tool_choice`` (None: leave it out) and the subset of tools to offer."""
+    """The upstream ``tool_choice`` (None: leave it out) and the subset of tools to offer (None: all).
+
+    Every form the Responses API accepts for function and MCP tools maps onto chat completions:
+    ``auto``/``none``/``required`` pass through, a named function or a single MCP tool becomes a
+    forced function, and ``allowed_tools`` (or an MCP server with several tools) narrows the
+    offered tools, with ``required`` when the mode asks for it.
+    """
     if choice is None or choice == "auto":
         return None, None
-    if choice == "none":
-        return "none", set()
-    if choice == "required":
-        return "required", None
+    if choice in ("none", "required"):
+        return choice, None
+    if not isinstance(choice, dict):
+        raise _choice_error(f"Invalid value: '{choice}'. Supported values are: 'none', 'auto' and 'required'.")
     kind = choice.get("type")
     if kind == "function":
-        name = choice["name"]
+        name = choice.get("name")
+        if not isinstance(name, str):
+            raise InvalidRequest("Missing required parameter: 'tool_choice.name'.", param="tool_choice.name",
+                                 code="missing_required_parameter")
         if name not in toolset.functions:
-            raise InvalidRequest(f"Tool choice '{name}' is not one of the function tools.", param="tool_choice")
+            raise _choice_error(f"Tool choice '{name}' not found in 'tools' parameter.", "tool_choice.name")
         return {"type": "function", "function": {"name": name}}, None
     if kind == "mcp":
-        label = choice["server_label"]
-        names = {n for n, t in toolset.server_tools.items() if t.server.server_label == label}
-        if choice.get("name"):
-            names = {n for n in names if toolset.server_tools[n].name == choice["name"]}
+        label = choice.get("server_label")
+        if label not in toolset.servers:
+            raise _choice_error(f"Tool choice names MCP server '{label}', which is not in 'tools'.",
+                                "tool_choice.server_label")
+        names = _mcp_names(toolset, label, choice.get("name"))
         if not names:
-            raise InvalidRequest("Tool choice names no MCP tool of the request.", param="tool_choice")
+            raise _choice_error(f"Tool choice names no tool of MCP server '{label}'.", "tool_choice.name")
         if len(names) == 1:
             return {"type": "function", "function": {"name": next(iter(names))}}, None
         return "required", names
     if kind == "allowed_tools":
-        allowed: set[str] = set()
-        for t in choice.get("tools") or []:
-            if t.get("type") == "function":
-                allowed.add(t["name"])
-            elif t.get("type") == "mcp":
-                allowed |= {n for n, st in toolset.server_tools.items()
-                            if st.server.server_label == t.get("server_label")
-                            and (not t.get("name") or st.name == t.get("name"))}
         mode = choice.get("mode", "auto")
+        if mode not in ("auto", "required"):
+            raise _choice_error(f"Invalid value: '{mode}'. Supported values are: 'auto' and 'required'.",
+                                "tool_choice.mode")
+        tools = choice.get("tools")
+        if not isinstance(tools, list):
+            raise InvalidRequest("Missing required parameter: 'tool_choice.tools'.", param="tool_choice.tools",
+                                 code="missing_required_parameter")
+        allowed: set[str] = set()
+        for j, t in enumerate(tools):
+            t_kind = t.get("type") if isinstance(t, dict) else None
+            if t_kind == "function":
+                if t.get("name") not in toolset.functions:
+                    raise _choice_error(f"Allowed tool '{t.get('name')}' not found in 'tools' parameter.",
+                                        f"tool_choice.tools[{j}].name")
+                allowed.add(t["name"])
+            elif t_kind == "mcp":
+                if t.get("server_label") not in toolset.servers:
+                    raise _choice_error(f"Allowed MCP server '{t.get('server_label')}' not found in 'tools'.",
+                                        f"tool_choice.tools[{j}].server_label")
+                allowed |= _mcp_names(toolset, t["server_label"], t.get("name"))
+            else:
+                raise _choice_error(f"Allowed tool type '{t_kind}' is not supported. Supported: function, mcp.",
+                                    f"tool_choice.tools[{j}].type")
         return ("required" if mode == "required" else None), allowed
-    raise InvalidRequest(f"Unsupported tool_choice type '{kind}'.", param="tool_choice")
+    raise _choice_error(f"Unsupported tool_choice type '{kind}'. Supported: function, mcp, allowed_tools.",
+                        "tool_choice.type")

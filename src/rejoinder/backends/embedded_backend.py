@@ -1,0 +1,323 @@
+"""The embedded model as a :class:`ChatBackend`: llama.cpp in one worker thread, chunks on the loop.
+
+llama.cpp calls block, so every model call runs on a single dedicated thread that owns the
+context; it hands each generated piece to the event loop with ``call_soon_threadsafe``, and the
+loop turns pieces into ``ChatCompletionChunk`` objects. Requests take turns through
+:class:`ModelQueue`. A consumer that stops (its client hung up and the run was cancelled, or the
+server is shutting down) sets a stop flag that the thread checks after every token, so an
+abandoned generation frees the model within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llama_cpp import Llama
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from openai.types.chat import ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import (
+    Choice,
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceDeltaToolCallFunction,
+)
+from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
+
+from rejoinder.backends.embedded_grammar import (
+    DecodePlan,
+    GrammarCache,
+    parse_call,
+    plan_decoding,
+    tool_instructions,
+)
+from rejoinder.backends.embedded_prompt import (
+    MIN_OUTPUT_TOKENS,
+    Prompt,
+    fit,
+    input_texts,
+    template_messages,
+)
+from rejoinder.backends.embedded_queue import ModelQueue
+from rejoinder.errors import BackendError, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+# The template SmolLM2's GGUF carries (ChatML); used when a model file has none.
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass(eq=False)  # identity: jobs live in a set
+class _Job:
+    """One generation, as handed to the worker thread."""
+
+    turns: list[dict[str, str]]
+    plan: DecodePlan
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    truncate: bool
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Piece:
+    text: str
+
+
+@dataclass
+class _End:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+class EmbeddedBackend:
+    """SmolLM2 (or any chat GGUF) served in-process."""
+
+    def __init__(self, model_path: Path, name: str, n_ctx: int, max_queue: int, threads: int | None):
+        self.model_path = model_path
+        self.name = name
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.queue = ModelQueue(max_queue)
+        self.grammars = GrammarCache()
+        # Tokenizer only (no weights): counts a request's tokens on the loop before it is admitted.
+        self._vocab = Llama(str(model_path), vocab_only=True, verbose=False)
+        self._llm: Llama | None = None  # loaded by the worker thread on first use
+        self._formatter: Jinja2ChatFormatter | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rejoinder-embedded")
+        self._jobs: set[_Job] = set()
+
+    # -- admission, before the response starts ----------------------------------------------------
+
+    def admit(self, request: Any) -> None:
+        """Refuse, as real 4xx answers, what can be known to fail before the response starts."""
+        if request is not None:
+            self._check_input_length(request)
+        self.queue.admit()
+
+    def _count(self, text: str) -> int:
+        return len(self._vocab.tokenize(text.encode(), add_bos=False, special=False))
+
+    def _check_input_length(self, request: Any) -> None:
+        """A lower bound of the prompt (the request's own text) that already overflows is a 400."""
+        texts = input_texts(request.input)
+        if not texts:
+            return
+        kept = texts[-1:] if request.truncation == "auto" else texts
+        needed = self._count(request.instructions or "") + sum(self._count(t) for t in kept)
+        if needed + MIN_OUTPUT_TOKENS > self.n_ctx:
+            raise InvalidRequest(
+                f"Your input is at least {needed} tokens, more than the {self.n_ctx}-token context window of "
+                f"model '{self.name}' leaves for it. Shorten the input"
+                + ("." if request.truncation == "auto" else " or set truncation to 'auto'."),
+                param="input", code="context_length_exceeded",
+            )
+
+    # -- streaming --------------------------------------------------------------------------
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+        try:
+            plan = plan_decoding(body, self.grammars)
+        except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+            log.info("schema not supported by the embedded model's grammar: %r", exc)
+            raise BackendError("The embedded model cannot constrain its output to this schema.",
+                               "invalid_prompt", 400) from exc
+        job = _Job(
+            turns=template_messages(body.get("messages") or [], tool_instructions(body)),
+            plan=plan,
+            max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
+            temperature=float(body.get("temperature", 1.0)),
+            top_p=float(body.get("top_p", 1.0)),
+            truncate=_truncation_requested(),
+        )
+        await self.queue.acquire()
+        self._jobs.add(job)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[_Piece | _End | BackendError] = asyncio.Queue()
+
+        def emit(item: _Piece | _End | BackendError) -> None:
+            try:
+                loop.call_soon_threadsafe(pieces.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                job.stop.set()
+
+        try:
+            worker = loop.run_in_executor(self._executor, self._generate, job, emit)
+        except BaseException:
+            self._jobs.discard(job)
+            self.queue.release()
+            raise
+
+        def done(_f: asyncio.Future[None]) -> None:  # only once the thread has let go of the model
+            self._jobs.discard(job)
+            self.queue.release()
+
+        worker.add_done_callback(done)
+        try:
+            reader = _Reader(plan, body.get("model") or self.name)
+            yield reader.chunk(ChoiceDelta(role="assistant", content=""))
+            while True:
+                item = await pieces.get()
+                if isinstance(item, BackendError):
+                    raise item
+                for chunk in reader.feed(item):
+                    yield chunk
+                if isinstance(item, _End):
+                    return
+        finally:
+            job.stop.set()
+
+    # -- the worker thread ------------------------------------------------------------------
+
+    def _model(self) -> Llama:
+        if self._llm is None:
+            started = time.monotonic()
+            llm = Llama(str(self.model_path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
+            template = llm.metadata.get("tokenizer.chat_template") or CHATML
+            special = [llm.detokenize([t], special=True).decode(errors="ignore") if t >= 0 else ""
+                       for t in (llm.token_eos(), llm.token_bos())]
+            self._formatter = Jinja2ChatFormatter(template, eos_token=special[0], bos_token=special[1])
+            self._llm = llm
+            log.info("embedded model %s loaded in %.2fs", self.model_path.name, time.monotonic() - started)
+        return self._llm
+
+    def _tokenize(self, turns: list[dict[str, str]]) -> list[int]:
+        assert self._llm is not None and self._formatter is not None
+        prompt = self._formatter(messages=turns).prompt  # type: ignore[arg-type]
+        return self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
+
+    def _generate(self, job: _Job, emit: Callable[[Any], None]) -> None:
+        """Runs on the worker thread: fit the prompt, then emit every piece the model makes."""
+        try:
+            if job.stop.is_set():
+                return
+            llm = self._model()
+            prompt: Prompt = fit(job.turns, self._tokenize, self.n_ctx, job.max_tokens, job.truncate)
+            if prompt.dropped:
+                log.info("truncation: dropped the %d oldest turn(s) to fit %d tokens",
+                         prompt.dropped, self.n_ctx)
+            cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt.tokens)
+            finish, produced = "stop", 0
+            stream = llm.create_completion(
+                prompt.tokens, max_tokens=prompt.max_tokens, temperature=job.temperature, top_p=job.top_p,
+                grammar=job.plan.grammar, stream=True,
+            )
+            try:
+                for part in stream:  # type: ignore[union-attr]
+                    if job.stop.is_set():
+                        return
+                    choice = part["choices"][0]
+                    if choice["text"]:
+                        produced += 1
+                        emit(_Piece(choice["text"]))
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            finally:
+                stream.close()  # type: ignore[union-attr]
+            emit(_End(finish, len(prompt.tokens), produced, min(cached, len(prompt.tokens) - 1)))
+        except BackendError as exc:
+            emit(exc)
+        except Exception:
+            log.exception("embedded model generation failed")
+            emit(BackendError("The embedded model failed while generating.", "server_error"))
+
+    async def aclose(self) -> None:
+        """Stop running generations and free the model once the thread is idle."""
+        for job in list(self._jobs):
+            job.stop.set()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._free)
+        self._executor.shutdown(wait=False)
+
+    def _free(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+        self._vocab.close()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _truncation_requested() -> bool:
+    """Whether the request being served asked for ``truncation: "auto"`` (see create_response)."""
+    from rejoinder.api.create_response import current_request
+
+    request = current_request.get()
+    return request is not None and request.truncation == "auto"
+
+
+class _Reader:
+    """Turns the model's pieces into chat chunks according to the decoding plan."""
+
+    def __init__(self, plan: DecodePlan, model: str):
+        self.plan = plan
+        self.model = model
+        self.id = "chatcmpl-" + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.mode = plan.mode if not plan.buffer_all else "call"
+        self.buffer = ""
+
+    def chunk(self, delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id, object="chat.completion.chunk", created=self.created, model=self.model,
+            choices=[Choice(index=0, delta=delta, finish_reason=finish)],  # type: ignore[arg-type]
+        )
+
+    def feed(self, item: _Piece | _End) -> list[ChatCompletionChunk]:
+        if isinstance(item, _End):
+            return self._end(item)
+        text = item.text
+        if self.mode == "auto":  # the grammar lets a call open only with "{"; text never does
+            self.mode = "call" if text.lstrip().startswith("{") else "text"
+        if self.mode == "call":
+            self.buffer += text
+            return []
+        return [self.chunk(ChoiceDelta(content=text))]
+
+    def _end(self, end: _End) -> list[ChatCompletionChunk]:
+        out: list[ChatCompletionChunk] = []
+        finish = end.finish_reason
+        if self.mode == "call" and self.buffer:
+            call = parse_call(self.buffer, self.plan.tools)
+            if call is not None:
+                name, arguments = call
+                tool_call = ChoiceDeltaToolCall(
+                    index=0, id="call_" + uuid.uuid4().hex[:24], type="function",
+                    function=ChoiceDeltaToolCallFunction(name=name, arguments=arguments),
+                )
+                out.append(self.chunk(ChoiceDelta(tool_calls=[tool_call])))
+                finish = "tool_calls"
+            elif self.plan.buffer_all and finish != "length":
+                out.append(self.chunk(ChoiceDelta(content=self.buffer)))  # a JSON answer, not a call
+            elif finish != "length":
+                raise BackendError("The embedded model produced a malformed tool call.", "server_error")
+        out.append(self.chunk(ChoiceDelta(), finish))
+        usage = CompletionUsage(
+            prompt_tokens=end.prompt_tokens, completion_tokens=end.completion_tokens,
+            total_tokens=end.prompt_tokens + end.completion_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=max(end.cached_tokens, 0)),
+        )
+        out.append(ChatCompletionChunk(id=self.id, object="chat.completion.chunk", created=self.created,
+                                       model=self.model, choices=[], usage=usage))
+        return out

@@ -1,0 +1,67 @@
+"""Fresh PostgreSQL databases for tests, so parallel runs and other sessions never share one.
+
+``REJOINDER_TEST_POSTGRES`` (or a PostgreSQL ``REJOINDER_TEST_STORAGE_URL``) names the server and a
+maintenance database to connect to (default ``postgresql://postgres@127.0.0.1:5432/test``); no
+test writes there: each server gets a database of its own, dropped at exit. With
+``REJOINDER_REQUIRE_POSTGRES=1`` (CI) an unreachable server fails the tests instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import secrets
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+DEFAULT_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+_created: list[str] = []
+
+
+class PostgresUnavailable(RuntimeError):
+    pass
+
+
+def admin_url() -> str:
+    storage = os.environ.get("REJOINDER_TEST_STORAGE_URL") or ""
+    url = make_url(os.environ.get("REJOINDER_TEST_POSTGRES")
+                   or (storage if storage.startswith("postgres") else DEFAULT_ADMIN))
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def required() -> bool:
+    return os.environ.get("REJOINDER_REQUIRE_POSTGRES") == "1"
+
+
+async def _execute(sql: str) -> None:
+    try:
+        conn = await asyncpg.connect(admin_url(), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise PostgresUnavailable(f"PostgreSQL at {admin_url()} is unreachable: {exc}") from exc
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def create_database() -> str:
+    """A new empty database; returns its SQLAlchemy URL (asyncpg driver)."""
+    name = f"rejoinder_t_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_execute(f'CREATE DATABASE "{name}"'))
+    _created.append(name)
+    return make_url(admin_url()).set(drivername="postgresql+asyncpg", database=name).render_as_string(
+        hide_password=False)
+
+
+def drop_all() -> None:
+    while _created:
+        name = _created.pop()
+        try:
+            asyncio.run(_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as exc:  # the server went away: nothing left to clean
+            print(f"could not drop test database {name}: {exc}")
+
+
+atexit.register(drop_all)

@@ -1,0 +1,112 @@
+"""Real ``rejoinder serve`` processes for multi-replica and crash tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import MODEL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServeProcess:
+    def __init__(self, tmp: Path, storage_url: str, upstream_url: str, name: str, **settings: Any):
+        self.tmp = tmp
+        self.name = name
+        self.port = free_port()
+        self.config = tmp / f"{name}.json"
+        self.config.write_text(json.dumps({
+            "storage_url": storage_url,
+            "data_dir": str(tmp / name),
+            "models": {MODEL: {"base_url": upstream_url + "/v1", "api_key": "k"}},
+            "embedded": {"enabled": "off"},
+            **settings,
+        }))
+        self.log_path = tmp / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key="x", max_retries=0, timeout=30)
+
+    def start(self) -> ServeProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REJOINDER_")}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rejoinder", "serve", "--config", str(self.config),
+             "--port", str(self.port),
+             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, exactly like a crashed machine."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def query(storage_url: str, sql: str, **params: Any) -> list[Any]:
+    """Read the database the servers share, as an operator would."""
+
+    async def run() -> list[Any]:
+        engine = create_async_engine(storage_url)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(text(sql), params)).all())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def wait_status(client: openai.OpenAI, response_id: str, statuses: tuple[str, ...],
+                timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.responses.retrieve(response_id)
+        if r.status in statuses:
+            return r
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{response_id} is still {r.status}")
+        time.sleep(0.1)
