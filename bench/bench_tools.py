@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,17 @@ def timed(rounds: int, warmup: int, fn: Callable[[], None]) -> list[float]:
     return out
 
 
+async def atimed(rounds: int, warmup: int, fn: Callable[[], Awaitable[None]]) -> list[float]:
+    for _ in range(warmup):
+        await fn()
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
@@ -82,18 +93,18 @@ def main() -> None:
                             models={MODEL: {"base_url": up.url + "/v1"}}, embedded={"enabled": "off"})
         mcp_url = mcp_srv.url + "/mcp"
         with ThreadServer(create_app(settings)) as rj, httpx.Client(base_url=rj.url, timeout=30) as http:
-            direct = openai.OpenAI(base_url=up.url + "/v1", api_key="x", max_retries=0)
+            direct = openai.AsyncOpenAI(base_url=up.url + "/v1", api_key="x", max_retries=0)
             chat_tools = [{"type": "function", "function": {"name": t["name"], "parameters": t["parameters"]}}
                           for t in FUNCTION_TOOLS]
 
-            def direct_chat(messages: list[dict[str, Any]]) -> dict[str, Any]:
-                """One streamed chat completion, accumulated into an assistant message."""
+            async def direct_chat(messages: list[dict[str, Any]]) -> dict[str, Any]:
+                """One streamed chat completion, accumulated into a call (or text)."""
                 call: dict[str, Any] = {"id": "", "name": "", "arguments": ""}
                 content = ""
-                stream = direct.chat.completions.create(
+                stream = await direct.chat.completions.create(
                     model=MODEL, messages=messages, tools=chat_tools, stream=True,  # type: ignore[arg-type]
                     stream_options={"include_usage": True})
-                for chunk in stream:
+                async for chunk in stream:
                     for choice in chunk.choices:
                         content += choice.delta.content or ""
                         for tc in choice.delta.tool_calls or []:
@@ -103,14 +114,42 @@ def main() -> None:
                                 call["arguments"] += tc.function.arguments or ""
                 return {"content": content, "call": call}
 
-            def direct_round(with_mcp: Callable[[dict[str, Any]], str] | None) -> None:
+            async def direct_round(tool: Callable[[dict[str, Any]], Awaitable[str]] | None) -> None:
                 user = {"role": "user", "content": "charlie?"}
-                first = direct_chat([user])["call"]
-                result = with_mcp(json.loads(first["arguments"])) if with_mcp else "user_11111"
+                first = (await direct_chat([user]))["call"]
+                result = await tool(json.loads(first["arguments"])) if tool else "user_11111"
                 assistant = {"role": "assistant", "content": None, "tool_calls": [
                     {"id": first["id"], "type": "function",
                      "function": {"name": first["name"], "arguments": first["arguments"]}}]}
-                direct_chat([user, assistant, {"role": "tool", "tool_call_id": first["id"], "content": result}])
+                await direct_chat([user, assistant, {"role": "tool", "tool_call_id": first["id"], "content": result}])
+
+            async def cold_call(arguments: dict[str, Any]) -> str:
+                async with streamable_http_client(mcp_url) as streams, \
+                        ClientSession(streams[0], streams[1]) as session:
+                    await session.initialize()
+                    await session.list_tools()
+                    result = await session.call_tool("get_user_id", arguments)
+                    return result.content[0].text  # type: ignore[union-attr]
+
+            async def baselines() -> dict[str, list[float]]:
+                """The direct rows, in one task: MCP sessions must close in the task that opened them."""
+                out = {"function round trip, direct upstream (2 chat calls)":
+                       await atimed(args.rounds, args.warmup, lambda: direct_round(None))}
+                async with streamable_http_client(mcp_url) as streams, \
+                        ClientSession(streams[0], streams[1]) as session:
+                    await session.initialize()
+                    await session.list_tools()
+
+                    async def warm_call(arguments: dict[str, Any]) -> str:
+                        result = await session.call_tool("get_user_id", arguments)
+                        return result.content[0].text  # type: ignore[union-attr]
+
+                    out["MCP round trip, direct, warm MCP session (call only)"] = await atimed(
+                        args.rounds, args.warmup, lambda: direct_round(warm_call))
+                out["MCP round trip, direct, new session (init+list+call)"] = await atimed(
+                    args.rounds, args.warmup, lambda: direct_round(cold_call))
+                await direct.close()
+                return out
 
             def function_round() -> None:
                 r = http.post("/v1/responses", json={"model": MODEL, "input": "charlie?",
@@ -128,52 +167,13 @@ def main() -> None:
                 r = http.post("/v1/responses", json={"model": MODEL, "input": "charlie?", "tools": [mcp_tool]}).json()
                 assert [i["type"] for i in r["output"]] == ["mcp_list_tools", "mcp_call", "message"], r
 
-            # A warm MCP session in a loop of its own thread, for the baseline's tool call.
-            loop = asyncio.new_event_loop()
-            session_box: dict[str, Any] = {}
-
-            async def open_session() -> None:
-                cm = streamable_http_client(mcp_url)
-                streams = await cm.__aenter__()
-                session = ClientSession(streams[0], streams[1])
-                await session.__aenter__()
-                await session.initialize()
-                await session.list_tools()
-                session_box.update(cm=cm, session=session)
-
-            loop.run_until_complete(open_session())
-
-            def mcp_direct(arguments: dict[str, Any]) -> str:
-                result = loop.run_until_complete(session_box["session"].call_tool("get_user_id", arguments))
-                return result.content[0].text
-
-            async def cold_call(arguments: dict[str, Any]) -> str:
-                async with streamable_http_client(mcp_url) as streams, \
-                        ClientSession(streams[0], streams[1]) as session:
-                    await session.initialize()
-                    await session.list_tools()
-                    result = await session.call_tool("get_user_id", arguments)
-                    return result.content[0].text
-
-            def mcp_direct_cold(arguments: dict[str, Any]) -> str:
-                return loop.run_until_complete(cold_call(arguments))
-
+            direct_rows = asyncio.run(baselines())
             results = {
-                "function round trip, direct upstream (2 chat calls)": timed(
-                    args.rounds, args.warmup, lambda: direct_round(None)),
+                **{k: v for k, v in direct_rows.items() if k.startswith("function")},
                 "function round trip, via Rejoinder (2 requests)": timed(args.rounds, args.warmup, function_round),
-                "MCP round trip, direct, warm MCP session (call only)": timed(
-                    args.rounds, args.warmup, lambda: direct_round(mcp_direct)),
-                "MCP round trip, direct, new session (init+list+call)": timed(
-                    args.rounds, args.warmup, lambda: direct_round(mcp_direct_cold)),
+                **{k: v for k, v in direct_rows.items() if k.startswith("MCP")},
                 "MCP round trip, via Rejoinder (1 request)": timed(args.rounds, args.warmup, mcp_round),
             }
-            try:
-                loop.run_until_complete(session_box["session"].__aexit__(None, None, None))
-                loop.run_until_complete(session_box["cm"].__aexit__(None, None, None))
-            except Exception as exc:  # a bench teardown hiccup must not hide the figures
-                print(f"(closing the baseline MCP session failed: {exc!r})")
-            loop.close()
 
     print(f"{args.rounds} rounds after {args.warmup} warm-up; milliseconds")
     print(f"{'scenario':55} {'p50':>8} {'p99':>8} {'mean':>8}")

@@ -115,7 +115,7 @@ class ResponseRun:
             await self.persistence.finished(self.plan, st.response)
             yield terminal
         finally:
-            await self.plan.sessions.aclose()
+            self.plan.sessions.close_soon()
 
     # -- MCP tool listings and approved calls -------------------------------------------------
 

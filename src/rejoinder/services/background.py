@@ -36,7 +36,7 @@ from rejoinder.engine.loop import Persistence, ResponseRun
 from rejoinder.engine.plan import RunPlan
 from rejoinder.engine.prepare import prepare
 from rejoinder.errors import APIError, InvalidRequest, not_found
-from rejoinder.services.persistence import APPENDING_STATUSES
+from rejoinder.services.persistence import conversation_append
 from rejoinder.services.responses import ResponsesService
 from rejoinder.store.leases import LeaseStore
 from rejoinder.store.responses import ACTIVE_STATUSES, ConversationAppend, ResponseStore
@@ -111,21 +111,13 @@ class BackgroundPersistence(Persistence):
         if self.job.log is not None:
             await self.job.log.drain()
         store = self.worker.store
-        conv = plan.conversation_id
-
-        def append(status: str) -> ConversationAppend | None:
-            if not conv:
-                return None
-            items = [*plan.input_items, *response["output"]] if status in APPENDING_STATUSES else []
-            return ConversationAppend(conv, items, lock_holder=plan.response_id)
-
-        if await store.finish(response, conversation=append(response["status"]), only_if_active=True):
+        if await store.finish(response, conversation=conversation_append(plan, response), only_if_active=True):
             return
         if response["status"] != "cancelled":
             # Cancelled from another replica after our last poll: the cancel wins, keep the output.
             self.job.superseded = True
             response.update(status="cancelled", completed_at=None)
-            await store.finish(response, conversation=append("cancelled"), only_if_active=True)
+            await store.finish(response, conversation=conversation_append(plan, response), only_if_active=True)
 
 
 class BackgroundWorker:

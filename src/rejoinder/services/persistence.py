@@ -19,11 +19,12 @@ from rejoinder.store.responses import ConversationAppend, ResponseStore
 APPENDING_STATUSES = ("completed", "incomplete")
 
 
-def conversation_items(plan: RunPlan, response: dict[str, Any]) -> list[dict[str, Any]]:
+def conversation_append(plan: RunPlan, response: dict[str, Any]) -> ConversationAppend | None:
     """What a finished turn adds to its conversation: its input, then its output, in order."""
-    if response["status"] not in APPENDING_STATUSES:
-        return []
-    return [*plan.input_items, *response["output"]]
+    if not plan.conversation_id:
+        return None
+    items = [*plan.input_items, *response["output"]] if response["status"] in APPENDING_STATUSES else []
+    return ConversationAppend(plan.conversation_id, items, lock_holder=plan.response_id)
 
 
 class StorePersistence(Persistence):
@@ -42,10 +43,10 @@ class StorePersistence(Persistence):
             if conv:
                 await self.conversations.unlock(conv, plan.response_id)
             return
-        append = ConversationAppend(conv, conversation_items(plan, response), lock_holder=plan.response_id) \
-            if conv else None
         try:
-            written = await self.responses.finish(response, conversation=append, only_if_active=True)
+            written = await self.responses.finish(
+                response, conversation=conversation_append(plan, response), only_if_active=True
+            )
         except Exception:
             if conv:  # the append was rolled back: do not keep the conversation locked until expiry
                 await self.conversations.unlock(conv, plan.response_id)

@@ -102,11 +102,11 @@ class ResponsesService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def shutdown(self, timeout: float = 10.0) -> None:
+    async def shutdown(self, grace: float = 10.0) -> None:
         """Let running responses finish briefly, then cancel them (they store themselves as failed)."""
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
         for task in pending:
             task.cancel()
         if pending:

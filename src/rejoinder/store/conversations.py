@@ -215,9 +215,6 @@ class ConversationStore:
             )
             return [loads(r.data) for r in rows]
 
-    async def all_items(self, conversation_id: str) -> list[dict[str, Any]]:
-        return await self.context_items(conversation_id, None) or []
-
     async def try_lock(self, conversation_id: str, owner: str | None, holder: str, seconds: float) -> bool:
         """Take the conversation for one response; False if another response holds it.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import inspect, insert, select, text, update
+from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rejoinder.store import schema

@@ -29,6 +29,7 @@ from rejoinder.tools.toolset import McpServer
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0
+_CLOSING: set[asyncio.Task[None]] = set()  # background closes, referenced until done
 
 
 class McpUnavailable(Exception):
@@ -179,6 +180,15 @@ class McpSessions:
         if not text and getattr(result, "structured_content", None) is not None:
             text = json.dumps(result.structured_content)
         return McpResult(text, None)
+
+    def close_soon(self) -> None:
+        """Close every session in the background: the response is already committed and sent, so
+        terminating the sessions (a DELETE per server) need not delay the end of its stream."""
+        if not self._connections:
+            return
+        task = asyncio.get_running_loop().create_task(self.aclose(), name="mcp-close")
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
 
     async def aclose(self) -> None:
         """Close every session; never raises, never waits more than a few seconds per server."""
