@@ -17,7 +17,7 @@ from openai.types.responses.response_includable import ResponseIncludable
 from pydantic import TypeAdapter, ValidationError
 
 from rejoinder.api.errors import from_validation_error
-from rejoinder.api.items import ITEM_TYPES, normalize_item, validate_item
+from rejoinder.api.items import ITEM_TYPES, item_type, normalize_item, validate_item
 from rejoinder.api.metadata import validate_metadata
 from rejoinder.errors import InvalidRequest
 from rejoinder.ids import new_id, new_item_id
@@ -93,11 +93,7 @@ def _stored_shape_error(exc: ValidationError, kind: str, param: str) -> InvalidR
 
 def validate_conversation_item(item: Any, param: str) -> dict[str, Any]:
     """One item as it will be stored and returned: validated, with an id and a status."""
-    if not isinstance(item, dict):
-        raise InvalidRequest(f"Invalid type for '{param}': expected an object.", param=param, code="invalid_type")
-    kind = item.get("type")
-    if kind is None and "role" in item:
-        kind = "message"
+    kind = item_type(item, param)
     if kind in _ENGINE_TYPES:
         out = normalize_item(validate_item(_with_defaults(item, kind), param))
     elif isinstance(kind, str) and kind in _OTHER_TYPES:

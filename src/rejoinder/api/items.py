@@ -86,13 +86,17 @@ def _check_message(item: dict[str, Any], param: str) -> None:
             raise from_validation_error(exc, f"{param}") from exc
 
 
-def validate_item(item: Any, param: str) -> dict[str, Any]:
-    """Check one item; returns it with ``type`` filled in (items with a role but no type are messages)."""
+def item_type(item: Any, param: str) -> Any:
+    """The item's type; an object with a ``role`` and no ``type`` is a message (the Agents SDK relies on it)."""
     if not isinstance(item, dict):
         raise InvalidRequest(f"Invalid type for '{param}': expected an object.", param=param, code="invalid_type")
     kind = item.get("type")
-    if kind is None and "role" in item:
-        kind = "message"
+    return "message" if kind is None and "role" in item else kind
+
+
+def validate_item(item: Any, param: str) -> dict[str, Any]:
+    """Check one item; returns it with ``type`` filled in."""
+    kind = item_type(item, param)
     if kind == "message":
         _check_message(item, param)
         return {**item, "type": "message"}
