@@ -66,8 +66,8 @@ async def fill(url: str, n: int) -> None:
     store = ConversationStore(db)
     for conv in CONVERSATIONS:
         await store.create(conv, "anonymous", {}, [])
-        async with db.write() as conn:
-            await append_items(conn, conv, [_item(conv, i) for i in range(n)])
+        items = [_item(conv, i) for i in range(n)]
+        await db.write(lambda conn, conv=conv, items=items: append_items(conn, conv, items))
     await db.dispose()
 
 
@@ -142,7 +142,7 @@ def main() -> None:
         serve(args.serve[0], args.serve[1], int(args.serve[2]))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.storage_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        url = args.storage_url or f"sqlite:///{tmp}/bench.db"
         t = time.perf_counter()
         asyncio.run(fill(url, args.items))
         print(f"filled {len(CONVERSATIONS)} conversations x {args.items} items in {time.perf_counter() - t:.1f} s "

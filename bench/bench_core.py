@@ -1,9 +1,12 @@
 """Core benchmark: chat completions direct vs Rejoinder (non-stream and stream), side by side.
 
-Prints p50/p99 latency at concurrency 1, requests/s at concurrency 16 and 64, the time from the
-backend's first chunk to Rejoinder's first text delta, and the server's RSS.
+Part 1, an upstream that answers at once: p50/p99 latency at concurrency 1, requests/s at
+concurrency 16 and 64, server CPU per request, and the added latency per stored turn.
+Part 2, an upstream that paces its chunks (``--pace`` ms apart, like a fast model): how long each
+text chunk takes from the upstream's send to the client, direct and through Rejoinder, for the
+first chunk and for every chunk. Every chunk carries its send time (see bench.common).
 
-    python -m bench.bench_core [--requests 300]
+    python -m bench.bench_core [--requests 300] [--pace 2]
 """
 
 from __future__ import annotations
@@ -17,23 +20,31 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from bench.common import fake_upstream, rejoinder, rss_mb, summary
+from bench.common import cpu_seconds, fake_upstream, rejoinder, rss_mb, summary
 
-Call = Callable[[httpx.AsyncClient], Awaitable[float | None]]
+# A call returns, for a streamed request, (ms from the request to its first text, [ms from the
+# upstream's send to the client, per text chunk]); None when not streamed.
+Timings = tuple[float, list[float]]
+Call = Callable[[httpx.AsyncClient], Awaitable[Timings | None]]
 
 
 def direct(up: str) -> Call:
     body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "stream": True,
             "stream_options": {"include_usage": True}}
 
-    async def call(client: httpx.AsyncClient) -> float | None:
-        first = None
+    async def call(client: httpx.AsyncClient) -> Timings | None:
         t0 = time.perf_counter()
+        first, chunks = None, []
         async with client.stream("POST", up + "/v1/chat/completions", json=body) as r:
             async for line in r.aiter_lines():
-                if first is None and '"content": "w' in line:
-                    first = time.perf_counter() - t0
-        return first
+                if line.startswith("data: {"):
+                    now = time.perf_counter()
+                    choices = json.loads(line[6:])["choices"]
+                    content = choices[0]["delta"].get("content") if choices else None
+                    if content:
+                        first = first or (now - t0) * 1000
+                        chunks += [(now - float(w)) * 1000 for w in content.split()]
+        return (first or 0.0), chunks
 
     return call
 
@@ -41,36 +52,39 @@ def direct(up: str) -> Call:
 def via_rejoinder(url: str, stream: bool) -> Call:
     body = {"model": "fake", "input": "hi", "stream": stream}
 
-    async def call(client: httpx.AsyncClient) -> float | None:
+    async def call(client: httpx.AsyncClient) -> Timings | None:
         t0 = time.perf_counter()
         if not stream:
             r = await client.post(url + "/v1/responses", json=body)
             assert r.status_code == 200 and r.json()["status"] == "completed", r.text
             return None
-        first = None
+        first, chunks = None, []
         async with client.stream("POST", url + "/v1/responses", json=body) as r:
             async for line in r.aiter_lines():
-                if first is None and line.startswith("data: ") and "output_text.delta" in line:
-                    first = time.perf_counter() - t0
+                if line.startswith("data: ") and "output_text.delta" in line:
+                    now = time.perf_counter()
+                    first = first or (now - t0) * 1000
+                    chunks += [(now - float(w)) * 1000 for w in json.loads(line[6:])["delta"].split()]
                 if line.startswith("data: ") and '"response.completed"' in line:
                     assert json.loads(line[6:])["response"]["status"] == "completed"
-        return first
+        return (first or 0.0), chunks
 
     return call
 
 
-async def latency(call: Call, n: int) -> tuple[list[float], list[float]]:
+async def latency(call: Call, n: int) -> tuple[list[float], list[Timings]]:
     async with httpx.AsyncClient(timeout=60) as client:
         for _ in range(20):
             await call(client)  # warm-up
-        totals, firsts = [], []
+        totals: list[float] = []
+        timings: list[Timings] = []
         for _ in range(n):
             t0 = time.perf_counter()
-            first = await call(client)
+            timing = await call(client)
             totals.append((time.perf_counter() - t0) * 1000)
-            if first is not None:
-                firsts.append(first * 1000)
-        return totals, firsts
+            if timing is not None:
+                timings.append(timing)
+        return totals, timings
 
 
 async def throughput(call: Call, concurrency: int, n: int) -> float:
@@ -87,29 +101,52 @@ async def throughput(call: Call, concurrency: int, n: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-async def main(n: int) -> None:
+async def part1(n: int) -> None:
     with fake_upstream() as up, rejoinder(up) as (url, pid):
-        cases = [("direct chat completions", direct(up)), ("rejoinder non-stream", via_rejoinder(url, False)),
-                 ("rejoinder stream", via_rejoinder(url, True))]
-        results = {}
-        print(f"{'case':26} {'latency at concurrency 1':36} {'req/s c=16':>10} {'req/s c=64':>10}")
-        for name, call in cases:
-            totals, firsts = await latency(call, n)
+        cases = [("direct chat completions", direct(up), None),
+                 ("rejoinder non-stream", via_rejoinder(url, False), pid),
+                 ("rejoinder stream", via_rejoinder(url, True), pid)]
+        p50 = {}
+        print(f"{'case':26} {'latency at concurrency 1':36} {'req/s c=16':>10} {'req/s c=64':>10} "
+              f"{'server CPU/req':>15}")
+        for name, call, server in cases:
+            cpu0 = cpu_seconds(server) if server else 0.0
+            totals, _ = await latency(call, n)
+            cpu = (cpu_seconds(server) - cpu0) / (n + 20) * 1000 if server else 0.0
             rps16 = await throughput(call, 16, n)
             rps64 = await throughput(call, 64, n)
-            results[name] = (totals, firsts)
-            print(f"{name:26} {summary(totals):36} {rps16:10.0f} {rps64:10.0f}")
-        d = statistics.median(results["direct chat completions"][0])
+            p50[name] = statistics.median(totals)
+            shown = f"{cpu:12.2f} ms" if server else f"{'-':>15}"
+            print(f"{name:26} {summary(totals):36} {rps16:10.0f} {rps64:10.0f} {shown}")
         for name in ("rejoinder non-stream", "rejoinder stream"):
-            print(f"added p50 latency per stored turn, {name}: {statistics.median(results[name][0]) - d:6.2f} ms")
-        first_direct = statistics.median(results["direct chat completions"][1])
-        first_rej = statistics.median(results["rejoinder stream"][1])
-        print(f"first text delta: direct {first_direct:.2f} ms, via Rejoinder {first_rej:.2f} ms "
-              f"(added {first_rej - first_direct:.2f} ms, includes storing the in-progress row)")
+            print(f"added p50 latency per stored turn, {name}: {p50[name] - p50['direct chat completions']:6.2f} ms")
         print(f"server RSS after the run: {rss_mb(pid):.0f} MB")
+
+
+async def part2(n: int, pace_ms: float) -> None:
+    with fake_upstream(delay=pace_ms / 1000) as up, rejoinder(up) as (url, _):
+        print(f"\nupstream pacing its 20 chunks {pace_ms:g} ms apart; {n} streamed requests each:")
+        results = {}
+        for name, call in (("direct", direct(up)), ("via Rejoinder", via_rejoinder(url, True))):
+            _, timings = await latency(call, n)
+            results[name] = timings
+        for label, pick in (("first text, from the request", lambda t: [t[0]]),
+                            ("first text chunk, upstream send -> client", lambda t: t[1][:1]),
+                            ("every text chunk, upstream send -> client", lambda t: t[1])):
+            d = [v for t in results["direct"] for v in pick(t)]
+            r = [v for t in results["via Rejoinder"] for v in pick(t)]
+            print(f"{label:42} direct {summary(d)} | via Rejoinder {summary(r)} | "
+                  f"added p50 {statistics.median(r) - statistics.median(d):5.2f} ms")
+
+
+async def main(n: int, pace_ms: float) -> None:
+    await part1(n)
+    await part2(max(n // 3, 30), pace_ms)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
-    asyncio.run(main(parser.parse_args().requests))
+    parser.add_argument("--pace", type=float, default=2.0, help="ms between the paced upstream's chunks")
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.pace))

@@ -89,7 +89,7 @@ def main() -> None:
     upstream.responder = scripted
     with tempfile.TemporaryDirectory() as tmp, ThreadServer(upstream.app) as up, \
             ThreadServer(build_server(McpLog()).streamable_http_app()) as mcp_srv:
-        settings = Settings(data_dir=Path(tmp), storage_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
+        settings = Settings(data_dir=Path(tmp), storage_url=f"sqlite:///{tmp}/bench.db",
                             models={MODEL: {"base_url": up.url + "/v1"}}, embedded={"enabled": "off"})
         mcp_url = mcp_srv.url + "/mcp"
         with ThreadServer(create_app(settings)) as rj, httpx.Client(base_url=rj.url, timeout=30) as http:

@@ -38,13 +38,19 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 
 @contextmanager
-def fake_upstream(words: int = 20) -> Iterator[str]:
-    """The scripted fake upstream (tests/fake_upstream.py) answering every call with ``words`` words."""
+def fake_upstream(words: int = 20, delay: float = 0.0) -> Iterator[str]:
+    """The scripted fake upstream (tests/fake_upstream.py) answering every call with ``words`` words,
+    ``delay`` seconds before each chunk.
+
+    Every word is the send time of its chunk (``STAMP``), so a client can tell how long each chunk
+    took to reach it, directly or through Rejoinder.
+    """
     port = free_port()
     code = (
         "import uvicorn\n"
-        "from tests.fake_upstream import FakeUpstream, text\n"
-        f"f = FakeUpstream(); f.responder = lambda body: (f.requests.clear(), text(' '.join(['w'] * {words})))[1]\n"
+        "from tests.fake_upstream import STAMP, FakeUpstream, text\n"
+        f"words = ' '.join([STAMP.decode()] * {words})\n"
+        f"f = FakeUpstream(); f.responder = lambda body: (f.requests.clear(), text(words, delay={delay}))[1]\n"
         f"uvicorn.run(f.app, host='127.0.0.1', port={port}, log_level='warning')\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
@@ -80,6 +86,12 @@ def rejoinder(upstream_url: str, storage_url: str | None = None, extra: dict[str
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

@@ -40,7 +40,7 @@ def storage_url(tmp_path: Path) -> str:
     configured = os.environ.get("REJOINDER_TEST_STORAGE_URL")
     if configured and configured.startswith("postgres"):
         return postgres.create_database()
-    return configured or f"sqlite+aiosqlite:///{tmp_path / 'rejoinder.db'}"
+    return configured or f"sqlite:///{tmp_path / 'rejoinder.db'}"
 
 
 @pytest.fixture

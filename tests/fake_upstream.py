@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+STAMP = b"@@SENT_AT@@"  # replaced in a streamed chunk by its send time (time.perf_counter())
+
 
 @dataclass
 class Turn:
@@ -121,6 +123,8 @@ class FakeUpstream:
                         raise RuntimeError("scripted broken stream")
                     if turn.delay:
                         await asyncio.sleep(turn.delay)
+                    if STAMP in frame:  # benchmarks: when this chunk left, on the host's monotonic clock
+                        frame = frame.replace(STAMP, f"{time.perf_counter():.7f}".encode())
                     yield frame
 
             return StreamingResponse(gen(), media_type="text/event-stream")

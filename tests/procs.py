@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import openai
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from rejoinder.store.db import Database
 from tests.conftest import MODEL
 
 
@@ -87,15 +87,15 @@ class ServeProcess:
 
 
 def query(storage_url: str, sql: str, **params: Any) -> list[Any]:
-    """Read the database the servers share, as an operator would."""
+    """Read the database the servers share, as an operator would (through Rejoinder's own
+    ``Database``, which knows each URL's driver)."""
 
     async def run() -> list[Any]:
-        engine = create_async_engine(storage_url)
+        db = Database(storage_url)
         try:
-            async with engine.connect() as conn:
-                return list((await conn.execute(text(sql), params)).all())
+            return await db.read(lambda conn: list(conn.execute(text(sql), params).all()))
         finally:
-            await engine.dispose()
+            await db.dispose()
 
     return asyncio.run(run())
 

@@ -315,14 +315,14 @@ def test_context_reads_only_this_conversations_rows(tmp_path: Any) -> None:
     statements: list[tuple[str, Any]] = []
 
     async def run() -> None:
-        db = Database(f"sqlite+aiosqlite:///{path}")
+        db = Database(f"sqlite:///{path}")
         await migrate(db)
         store = ConversationStore(db)
         for n in range(3):
             await store.create(f"conv_{n}", "o", {}, [{"type": "message", "id": f"m{n}_{i}", "role": "user",
                                                       "content": []} for i in range(20)])
 
-        @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+        @event.listens_for(db.sync_engine, "before_cursor_execute")
         def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
             if statement.lstrip().upper().startswith("SELECT"):
                 statements.append((statement, parameters))

@@ -307,7 +307,7 @@ def test_deleted_conversation_leaves_no_rows(make_server: Any, tmp_path: Any) ->
     import sqlite3
 
     db = tmp_path / "c.db"
-    server = make_server(storage_url=f"sqlite+aiosqlite:///{db}")
+    server = make_server(storage_url=f"sqlite:///{db}")
     r = _raw(server, "POST", "/v1/conversations", json={"items": [{"role": "user", "content": "x"}] * 3})
     conv_id = r.json()["id"]
     _raw(server, "DELETE", f"/v1/conversations/{conv_id}")

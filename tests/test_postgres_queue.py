@@ -19,9 +19,8 @@ def test_replicas_migrate_the_same_database_at_once(pg_url):
         dbs = [Database(pg_url) for _ in range(4)]
         try:
             assert await asyncio.gather(*(migrate(db) for db in dbs)) == [LATEST_VERSION] * 4
-            async with dbs[0].read() as conn:
-                versions = (await conn.execute(select(schema_version.c.version))).scalars().all()
-                assert versions == [LATEST_VERSION]
+            versions = await dbs[0].read(lambda conn: conn.execute(select(schema_version.c.version)).scalars().all())
+            assert versions == [LATEST_VERSION]
         finally:
             for db in dbs:
                 await db.dispose()
@@ -34,12 +33,11 @@ def test_skip_locked_claims_each_job_exactly_once(pg_url):
         dbs = [Database(pg_url) for _ in range(4)]
         try:
             await migrate(dbs[0])
-            async with dbs[0].write() as conn:
-                await conn.execute(insert(responses), [
-                    {"id": f"resp_{i}", "owner": "o", "status": "queued", "model": "m",
-                     "created_at": time.time(),
-                     "background": True, "body": "{}", "cancel_requested": False} for i in range(60)
-                ])
+            await dbs[0].write(lambda conn: conn.execute(insert(responses), [
+                {"id": f"resp_{i}", "owner": "o", "status": "queued", "model": "m",
+                 "created_at": time.time(),
+                 "background": True, "body": "{}", "cancel_requested": False} for i in range(60)
+            ]))
             stores = [LeaseStore(db, f"w{i}/x", 30) for i, db in enumerate(dbs)]
 
             async def worker(store: LeaseStore) -> list[str]:
@@ -51,8 +49,8 @@ def test_skip_locked_claims_each_job_exactly_once(pg_url):
             claimed = await asyncio.gather(*(worker(s) for s in stores))
             flat = [i for c in claimed for i in c]
             assert sorted(flat) == sorted(f"resp_{i}" for i in range(60))  # no job twice, none lost
-            async with dbs[0].read() as conn:
-                owners = dict((await conn.execute(select(responses.c.id, responses.c.lease_owner))).all())
+            owners = dict(await dbs[0].read(
+                lambda conn: conn.execute(select(responses.c.id, responses.c.lease_owner)).all()))
             for store, ids in zip(stores, claimed, strict=True):
                 assert all(owners[i] == store.owner for i in ids)
         finally:
@@ -71,20 +69,18 @@ def test_expired_leases_are_settled_once(pg_url):
             rows = [{"id": f"fg_{i}", "background": False, "status": "in_progress"} for i in range(10)]
             rows += [{"id": f"bgq_{i}", "background": True, "status": "queued"} for i in range(5)]
             rows += [{"id": f"bgr_{i}", "background": True, "status": "in_progress"} for i in range(5)]
-            async with dbs[0].write() as conn:
-                await conn.execute(insert(responses), [
-                    {**r, "owner": "o", "model": "m", "created_at": past, "body": json.dumps({"id": r["id"]}),
-                     "cancel_requested": False, "lease_owner": "dead/1",
-                      "lease_expires_at": past} for r in rows
-                ])
+            await dbs[0].write(lambda conn: conn.execute(insert(responses), [
+                {**r, "owner": "o", "model": "m", "created_at": past, "body": json.dumps({"id": r["id"]}),
+                 "cancel_requested": False, "lease_owner": "dead/1", "lease_expires_at": past} for r in rows
+            ]))
             stores = [LeaseStore(db, f"live{i}/x", 30) for i, db in enumerate(dbs)]
             results = await asyncio.gather(*(s.recover_expired() for s in stores))
             failed = sorted(i for r in results for i in r.failed)
             requeued = sorted(i for r in results for i in r.requeued)
             assert failed == sorted([f"fg_{i}" for i in range(10)] + [f"bgr_{i}" for i in range(5)])
             assert requeued == sorted(f"bgq_{i}" for i in range(5))
-            async with dbs[0].read() as conn:
-                statuses = dict((await conn.execute(select(responses.c.id, responses.c.status))).all())
+            statuses = dict(await dbs[0].read(
+                lambda conn: conn.execute(select(responses.c.id, responses.c.status)).all()))
             assert all(statuses[i] == "failed" for i in failed)
             assert all(statuses[i] == "queued" for i in requeued)
         finally:

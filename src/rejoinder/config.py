@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         if self.storage_url:
             return self.storage_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'rejoinder.db'}"
+        return f"sqlite:///{self.data_dir / 'rejoinder.db'}"
 
     @classmethod
     def settings_customise_sources(

@@ -9,7 +9,8 @@ from rejoinder.errors import Unauthorized
 ANONYMOUS = "anonymous"
 
 
-def principal(request: Request) -> str:
+async def principal(request: Request) -> str:
+    """Async on purpose: FastAPI runs a sync dependency in a worker thread, a hop on every request."""
     keys: dict[str, str] = request.app.state.settings.api_keys
     if not keys:
         return ANONYMOUS

@@ -15,13 +15,14 @@ def encode(event: Event) -> bytes:
     return sse_frame(event.type, event_json(event))
 
 
-async def _frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield encode(event)
+async def _frames(batches: AsyncIterator[list[Event]]) -> AsyncIterator[bytes]:
+    async for batch in batches:
+        yield b"".join([encode(event) for event in batch])
 
 
-def sse_response(events: AsyncIterator[Event]) -> StreamingResponse:
-    return StreamingResponse(_frames(events), media_type="text/event-stream", headers=_HEADERS)
+def sse_response(batches: AsyncIterator[list[Event]]) -> StreamingResponse:
+    """One write per batch of events (see ``ResponsesService.stream``)."""
+    return StreamingResponse(_frames(batches), media_type="text/event-stream", headers=_HEADERS)
 
 
 def sse_frames_response(frames: AsyncIterator[bytes]) -> StreamingResponse:

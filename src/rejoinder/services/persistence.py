@@ -28,13 +28,21 @@ def conversation_append(plan: RunPlan, response: dict[str, Any]) -> Conversation
 
 
 class StorePersistence(Persistence):
-    def __init__(self, responses: ResponseStore, conversations: ConversationStore, already_created: bool = False):
+    """``already_created``: a background response, whose row exists since it was queued.
+    ``write_once``: a foreground response that is not streamed. Its id reaches the client only
+    with the finished response, so nobody can look it up earlier: it is written once, when it
+    ends, instead of at start and at end (one transaction less per turn). A streamed response is
+    stored at start because ``response.created`` hands out its id."""
+
+    def __init__(self, responses: ResponseStore, conversations: ConversationStore, already_created: bool = False,
+                 write_once: bool = False):
         self.responses = responses
         self.conversations = conversations
         self.already_created = already_created
+        self.write_once = write_once and not already_created
 
     async def started(self, plan: RunPlan) -> None:
-        if plan.store and not self.already_created:
+        if plan.store and not self.already_created and not self.write_once:
             await self.responses.create(plan.response, plan.owner, plan.input_items)
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None:
@@ -44,6 +52,10 @@ class StorePersistence(Persistence):
                 await self.conversations.unlock(conv, plan.response_id)
             return
         try:
+            if self.write_once:
+                await self.responses.create_finished(response, plan.owner, plan.input_items,
+                                                     conversation=conversation_append(plan, response))
+                return
             written = await self.responses.finish(
                 response, conversation=conversation_append(plan, response), only_if_active=True
             )

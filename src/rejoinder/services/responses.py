@@ -41,7 +41,7 @@ class ResponsesService:
         self.conversations = conversations
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def start(self, req: CreateResponse, owner: str) -> ResponseRun:
+    async def start(self, req: CreateResponse, owner: str, *, write_once: bool = False) -> ResponseRun:
         """Take the conversation's lock, then prepare the run (all 4xx checks happen there).
 
         The lock comes first so the context is read after the previous turn committed: a turn
@@ -61,18 +61,21 @@ class ResponsesService:
             if conversation_id:
                 await self.conversations.unlock(conversation_id, response_id)
             raise
-        return ResponseRun(plan, StorePersistence(self.responses, self.conversations),
+        return ResponseRun(plan, StorePersistence(self.responses, self.conversations, write_once=write_once),
                            self.settings.max_tool_iterations)
 
     async def create(self, req: CreateResponse, owner: str) -> dict[str, Any]:
-        run = await self.start(req, owner)
+        run = await self.start(req, owner, write_once=True)
         task = asyncio.ensure_future(fold(run))
         self._track(task)
         return await asyncio.shield(task)  # a client that hangs up does not abort the stored turn
 
-    async def stream(self, req: CreateResponse, owner: str) -> AsyncIterator[Event]:
-        """Events of a new response. The run is driven by its own task, so a client that
-        disconnects mid-stream leaves the response to finish and be stored consistently."""
+    async def stream(self, req: CreateResponse, owner: str) -> AsyncIterator[list[Event]]:
+        """Events of a new response, in batches: each batch is every event ready when the client
+        takes more, so a burst of upstream chunks leaves in one write instead of one per event.
+
+        The run is driven by its own task, so a client that disconnects mid-stream leaves the
+        response to finish and be stored consistently."""
         run = await self.start(req, owner)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         listening = True
@@ -88,15 +91,24 @@ class ResponsesService:
         task = asyncio.ensure_future(drive())
         self._track(task)
 
-        async def events() -> AsyncIterator[Event]:
+        async def batches() -> AsyncIterator[list[Event]]:
             nonlocal listening
             try:
-                while (item := await queue.get()) is not _DONE:
-                    yield item
+                while True:
+                    batch = [await queue.get()]
+                    while not queue.empty():
+                        batch.append(queue.get_nowait())
+                    done = batch[-1] is _DONE  # always the last thing queued
+                    if done:
+                        batch.pop()
+                    if batch:
+                        yield batch
+                    if done:
+                        return
             finally:
                 listening = False
 
-        return events()
+        return batches()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)

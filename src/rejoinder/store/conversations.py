@@ -18,9 +18,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import delete, insert, literal, or_, select, update
+from sqlalchemy import Connection, delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rejoinder.errors import InvalidRequest, NotFound, not_found
 from rejoinder.store.db import Database
@@ -46,7 +45,7 @@ def item_not_found(item_id: str) -> NotFound:
     return not_found("Item", item_id)
 
 
-async def append_items(conn: AsyncConnection, conversation_id: str, items: list[dict[str, Any]]) -> bool:
+def append_items(conn: Connection, conversation_id: str, items: list[dict[str, Any]]) -> bool:
     """Append at the end, reserving positions with one atomic UPDATE (a row lock on PostgreSQL).
 
     Returns False when the conversation no longer exists (deleted while a response ran): the
@@ -54,19 +53,17 @@ async def append_items(conn: AsyncConnection, conversation_id: str, items: list[
     """
     if not items:
         return True
-    end = (
-        await conn.execute(
-            update(conversations)
-            .where(conversations.c.id == conversation_id)
-            .values(next_position=conversations.c.next_position + len(items))
-            .returning(conversations.c.next_position)
-        )
+    end = conn.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(next_position=conversations.c.next_position + len(items))
+        .returning(conversations.c.next_position)
     ).scalar()
     if end is None:
         return False
     start = end - len(items)
     try:
-        await conn.execute(
+        conn.execute(
             insert(conversation_items),
             [
                 {"conversation_id": conversation_id, "position": start + i, "item_id": it["id"], "data": dumps(it)}
@@ -80,23 +77,23 @@ async def append_items(conn: AsyncConnection, conversation_id: str, items: list[
     return True
 
 
-async def release_lock(conn: AsyncConnection, conversation_id: str, holder: str) -> None:
-    await conn.execute(
+def release_lock(conn: Connection, conversation_id: str, holder: str) -> None:
+    conn.execute(
         update(conversations)
         .where(conversations.c.id == conversation_id, conversations.c.locked_by == holder)
         .values(locked_by=None, locked_until=None)
     )
 
 
-async def _row(conn: AsyncConnection, conversation_id: str, owner: str | None) -> Any:
+def _row(conn: Connection, conversation_id: str, owner: str | None) -> Any:
     query = select(conversations).where(conversations.c.id == conversation_id)
     if owner is not None:
         query = query.where(conversations.c.owner == owner)
-    return (await conn.execute(query)).first()
+    return conn.execute(query).first()
 
 
-async def _require(conn: AsyncConnection, conversation_id: str, owner: str | None) -> Any:
-    row = await _row(conn, conversation_id, owner)
+def _require(conn: Connection, conversation_id: str, owner: str | None) -> Any:
+    row = _row(conn, conversation_id, owner)
     if row is None:
         raise conversation_not_found(conversation_id)
     return row
@@ -109,88 +106,96 @@ class ConversationStore:
     async def create(self, conversation_id: str, owner: str, metadata: dict[str, str],
                      items: list[dict[str, Any]]) -> dict[str, Any]:
         """Create the conversation and its initial items in one transaction."""
-        async with self.db.write() as conn:
-            await conn.execute(
+        def txn(conn: Connection) -> dict[str, Any]:
+            conn.execute(
                 insert(conversations).values(
                     id=conversation_id, owner=owner, created_at=time.time(), metadata=dumps(metadata),
                     next_position=0,
                 )
             )
-            await append_items(conn, conversation_id, items)
-            return conversation_body(await _row(conn, conversation_id, None))
+            append_items(conn, conversation_id, items)
+            return conversation_body(_row(conn, conversation_id, None))
+
+        return await self.db.write(txn)
 
     async def get(self, conversation_id: str, owner: str | None) -> dict[str, Any] | None:
-        async with self.db.read() as conn:
-            row = await _row(conn, conversation_id, owner)
+        def txn(conn: Connection) -> dict[str, Any] | None:
+            row = _row(conn, conversation_id, owner)
             return conversation_body(row) if row else None
+
+        return await self.db.read(txn)
 
     async def update_metadata(self, conversation_id: str, owner: str | None,
                               metadata: dict[str, str]) -> dict[str, Any]:
-        async with self.db.write() as conn:
-            row = await _require(conn, conversation_id, owner)
-            await conn.execute(
+        def txn(conn: Connection) -> dict[str, Any]:
+            row = _require(conn, conversation_id, owner)
+            conn.execute(
                 update(conversations).where(conversations.c.id == conversation_id).values(metadata=dumps(metadata))
             )
             return {**conversation_body(row), "metadata": metadata}
 
+        return await self.db.write(txn)
+
     async def delete(self, conversation_id: str, owner: str | None) -> None:
         """Delete the conversation and every item of it, atomically."""
-        async with self.db.write() as conn:
+        def txn(conn: Connection) -> None:
             query = delete(conversations).where(conversations.c.id == conversation_id)
             if owner is not None:
                 query = query.where(conversations.c.owner == owner)
-            if (await conn.execute(query)).rowcount == 0:
+            if conn.execute(query).rowcount == 0:
                 raise conversation_not_found(conversation_id)
-            await conn.execute(
-                delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id)
-            )
+            conn.execute(delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id))
+
+        await self.db.write(txn)
 
     async def add_items(self, conversation_id: str, owner: str | None, items: list[dict[str, Any]]) -> None:
-        async with self.db.write() as conn:
-            await _require(conn, conversation_id, owner)
-            await append_items(conn, conversation_id, items)
+        def txn(conn: Connection) -> None:
+            _require(conn, conversation_id, owner)
+            append_items(conn, conversation_id, items)
+
+        await self.db.write(txn)
 
     async def list_items(self, conversation_id: str, owner: str | None, after: str | None, limit: int,
                          order: Order) -> Page:
         """A page of items in position order, with an exact ``has_more`` (one extra row is read)."""
         where = conversation_items.c.conversation_id == conversation_id
-        async with self.db.read() as conn:
-            await _require(conn, conversation_id, owner)
+
+        def txn(conn: Connection) -> Page:
+            _require(conn, conversation_id, owner)
             after_pos = None
             if after is not None:
-                after_pos = (
-                    await conn.execute(
-                        select(conversation_items.c.position).where(where, conversation_items.c.item_id == after)
-                    )
+                after_pos = conn.execute(
+                    select(conversation_items.c.position).where(where, conversation_items.c.item_id == after)
                 ).scalar()
                 if after_pos is None:
                     raise InvalidRequest(f"No item found with id '{after}' in conversation '{conversation_id}'.",
                                          param="after", code="invalid_value")
             query = paginate(select(conversation_items.c.data).where(where), conversation_items.c.position,
                              order, after_pos, limit)
-            rows = [loads(r.data) for r in await conn.execute(query)]
-        return page_of(rows, limit)
+            return page_of([loads(r.data) for r in conn.execute(query)], limit)
+
+        return await self.db.read(txn)
 
     async def get_item(self, conversation_id: str, owner: str | None, item_id: str) -> dict[str, Any]:
-        async with self.db.read() as conn:
-            await _require(conn, conversation_id, owner)
-            data = (
-                await conn.execute(
-                    select(conversation_items.c.data).where(
-                        conversation_items.c.conversation_id == conversation_id,
-                        conversation_items.c.item_id == item_id,
-                    )
+        def txn(conn: Connection) -> dict[str, Any]:
+            _require(conn, conversation_id, owner)
+            data = conn.execute(
+                select(conversation_items.c.data).where(
+                    conversation_items.c.conversation_id == conversation_id,
+                    conversation_items.c.item_id == item_id,
                 )
             ).scalar()
-        if data is None:
-            raise item_not_found(item_id)
-        return loads(data)
+            if data is None:
+                raise item_not_found(item_id)
+            return loads(data)
+
+        return await self.db.read(txn)
 
     async def delete_item(self, conversation_id: str, owner: str | None, item_id: str) -> dict[str, Any]:
         """Delete one item; returns the conversation (OpenAI's answer to this call)."""
-        async with self.db.write() as conn:
-            row = await _require(conn, conversation_id, owner)
-            result = await conn.execute(
+        def txn(conn: Connection) -> dict[str, Any]:
+            row = _require(conn, conversation_id, owner)
+            result = conn.execute(
                 delete(conversation_items).where(
                     conversation_items.c.conversation_id == conversation_id, conversation_items.c.item_id == item_id
                 )
@@ -199,21 +204,25 @@ class ConversationStore:
                 raise item_not_found(item_id)
             return conversation_body(row)
 
+        return await self.db.write(txn)
+
     async def context_items(self, conversation_id: str, owner: str | None) -> list[dict[str, Any]] | None:
         """The whole conversation in order (the model's context); None if not visible to ``owner``.
 
         One transaction, so the existence check and the items agree; reads this conversation's
         rows only (a primary-key range).
         """
-        async with self.db.read() as conn:
-            if await _row(conn, conversation_id, owner) is None:
+        def txn(conn: Connection) -> list[dict[str, Any]] | None:
+            if _row(conn, conversation_id, owner) is None:
                 return None
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(conversation_items.c.data)
                 .where(conversation_items.c.conversation_id == conversation_id)
                 .order_by(conversation_items.c.position)
             )
             return [loads(r.data) for r in rows]
+
+        return await self.db.read(txn)
 
     async def try_lock(self, conversation_id: str, owner: str | None, holder: str, seconds: float) -> bool:
         """Take the conversation for one response; False if another response holds it.
@@ -222,23 +231,24 @@ class ConversationStore:
         (or learn of) another principal's conversation.
         """
         now = time.time()
-        async with self.db.write() as conn:
+
+        def txn(conn: Connection) -> bool:
             query = update(conversations).where(
                 conversations.c.id == conversation_id,
                 or_(conversations.c.locked_by.is_(None), conversations.c.locked_until < now),
             )
             if owner is not None:
                 query = query.where(conversations.c.owner == owner)
-            result = await conn.execute(query.values(locked_by=holder, locked_until=now + seconds))
-            if result.rowcount > 0:
+            if conn.execute(query.values(locked_by=holder, locked_until=now + seconds)).rowcount > 0:
                 return True
             exists = select(literal(1)).where(conversations.c.id == conversation_id)
             if owner is not None:
                 exists = exists.where(conversations.c.owner == owner)
-            if (await conn.execute(exists)).first() is None:
+            if conn.execute(exists).first() is None:
                 raise conversation_not_found(conversation_id, param="conversation")
             return False
 
+        return await self.db.write(txn)
+
     async def unlock(self, conversation_id: str, holder: str) -> None:
-        async with self.db.write() as conn:
-            await release_lock(conn, conversation_id, holder)
+        await self.db.write(lambda conn: release_lock(conn, conversation_id, holder))

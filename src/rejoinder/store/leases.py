@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import Connection, Select, and_, select, update
 
 from rejoinder.errors import InvalidRequest
 from rejoinder.store import conversations as conv_store
@@ -59,74 +59,76 @@ class LeaseStore:
 
     async def has_queued(self) -> bool:
         """A cheap read before taking a write lock: SQLite has one writer for the whole file."""
-        async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(responses.c.id).where(responses.c.status == "queued", responses.c.background.is_(True),
-                                             responses.c.lease_owner.is_(None)).limit(1)
-            )).first()
-        return row is not None
+        query = (
+            select(responses.c.id)
+            .where(responses.c.status == "queued", responses.c.background.is_(True),
+                   responses.c.lease_owner.is_(None))
+            .limit(1)
+        )
+        return await self.db.read(lambda conn: conn.execute(query).first() is not None)
 
     async def claim(self, limit: int) -> list[str]:
         """Take up to ``limit`` unowned queued background responses, oldest first."""
         if limit <= 0:
             return []
-        async with self.db.write() as conn:
-            pick = _locking(self.db, (
-                select(responses.c.id)
-                .where(responses.c.status == "queued", responses.c.background.is_(True),
-                       responses.c.lease_owner.is_(None))
-                .order_by(responses.c.seq).limit(limit)
-            ))
-            ids = [r.id for r in await conn.execute(pick)]
-            if not ids:
-                return []
-            await conn.execute(
-                update(responses).where(responses.c.id.in_(ids), responses.c.lease_owner.is_(None))
-                .values(lease_owner=self.owner, lease_expires_at=self.expiry())
-            )
-        return ids
+        pick = _locking(self.db, (
+            select(responses.c.id)
+            .where(responses.c.status == "queued", responses.c.background.is_(True),
+                   responses.c.lease_owner.is_(None))
+            .order_by(responses.c.seq).limit(limit)
+        ))
+
+        def txn(conn: Connection) -> list[str]:
+            ids = [r.id for r in conn.execute(pick)]
+            if ids:
+                conn.execute(
+                    update(responses).where(responses.c.id.in_(ids), responses.c.lease_owner.is_(None))
+                    .values(lease_owner=self.owner, lease_expires_at=self.expiry())
+                )
+            return ids
+
+        return await self.db.write(txn)
 
     async def renew(self) -> int:
         """Extend every lease this replica holds; returns how many rows it holds."""
-        async with self.db.write() as conn:
-            result = await conn.execute(
+        def txn(conn: Connection) -> int:
+            return conn.execute(
                 update(responses)
                 .where(responses.c.lease_owner == self.owner, responses.c.status.in_(ACTIVE_STATUSES))
                 .values(lease_expires_at=self.expiry())
-            )
-        return result.rowcount
+            ).rowcount
+
+        return await self.db.write(txn)
 
     async def release(self, response_id: str) -> None:
         """Give a claimed but unstarted job back to the queue (this replica is shutting down)."""
-        async with self.db.write() as conn:
-            await conn.execute(
-                update(responses)
-                .where(responses.c.id == response_id, responses.c.lease_owner == self.owner,
-                       responses.c.status == "queued")
-                .values(lease_owner=None, lease_expires_at=None)
-            )
+        stmt = (
+            update(responses)
+            .where(responses.c.id == response_id, responses.c.lease_owner == self.owner,
+                   responses.c.status == "queued")
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        await self.db.write(lambda conn: conn.execute(stmt))
 
     async def mark_started(self, body: dict[str, Any]) -> bool:
         """queued -> in_progress, only if nobody cancelled it meanwhile."""
-        async with self.db.write() as conn:
-            result = await conn.execute(
+        def txn(conn: Connection) -> bool:
+            return conn.execute(
                 update(responses)
                 .where(responses.c.id == body["id"], responses.c.status == "queued",
                        responses.c.cancel_requested.is_(False))
                 .values(status="in_progress", body=dumps({k: v for k, v in body.items() if k != "output"}),
                         lease_owner=self.owner, lease_expires_at=self.expiry())
-            )
-        return result.rowcount == 1
+            ).rowcount == 1
+
+        return await self.db.write(txn)
 
     async def cancel_requested(self, ids: list[str]) -> list[str]:
         """Which of these responses (running here) a client asked to cancel, on any replica."""
         if not ids:
             return []
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(responses.c.id).where(responses.c.id.in_(ids), responses.c.cancel_requested.is_(True))
-            )
-            return [r.id for r in rows]
+        query = select(responses.c.id).where(responses.c.id.in_(ids), responses.c.cancel_requested.is_(True))
+        return await self.db.read(lambda conn: [r.id for r in conn.execute(query)])
 
     # -- cancellation ------------------------------------------------------------------------
 
@@ -136,14 +138,15 @@ class LeaseStore:
         A queued one is cancelled outright (and its conversation unlocked); a running one is
         marked and its worker, wherever it runs, stops it and stores the partial output.
         """
-        async with self.db.write() as conn:
-            query = select(responses.c.status, responses.c.background, responses.c.body,
-                           responses.c.conversation_id).where(responses.c.id == response_id)
-            if owner is not None:
-                query = query.where(responses.c.owner == owner)
-            if self.db.is_postgres:
-                query = query.with_for_update()
-            row = (await conn.execute(query)).first()
+        query = select(responses.c.status, responses.c.background, responses.c.body,
+                       responses.c.conversation_id).where(responses.c.id == response_id)
+        if owner is not None:
+            query = query.where(responses.c.owner == owner)
+        if self.db.is_postgres:
+            query = query.with_for_update()
+
+        def txn(conn: Connection) -> dict[str, Any] | None:
+            row = conn.execute(query).first()
             if row is None:
                 return None
             if not row.background:
@@ -154,13 +157,15 @@ class LeaseStore:
             if row.status not in ACTIVE_STATUSES:
                 raise InvalidRequest(f"Cannot cancel a {row.status} response.")
             body.update(status="cancelled", completed_at=None)
-            await conn.execute(
+            conn.execute(
                 update(responses).where(responses.c.id == response_id)
                 .values(status="cancelled", cancel_requested=True, body=dumps(body))
             )
             if row.status == "queued" and row.conversation_id:
-                await conv_store.release_lock(conn, row.conversation_id, response_id)
+                conv_store.release_lock(conn, row.conversation_id, response_id)
             return body
+
+        return await self.db.write(txn)
 
     # -- crash recovery ----------------------------------------------------------------------
 
@@ -180,26 +185,27 @@ class LeaseStore:
         )
 
     async def _recover(self, condition: Any, limit: int) -> Recovered:
-        done = Recovered([], [])
-        async with self.db.write() as conn:
-            query = _locking(self.db, (
-                select(responses.c.id, responses.c.status, responses.c.background, responses.c.body,
-                       responses.c.conversation_id, responses.c.lease_owner)
-                .where(responses.c.status.in_(ACTIVE_STATUSES), condition).limit(limit)
-            ))
-            for row in (await conn.execute(query)).all():
+        query = _locking(self.db, (
+            select(responses.c.id, responses.c.status, responses.c.background, responses.c.body,
+                   responses.c.conversation_id, responses.c.lease_owner)
+            .where(responses.c.status.in_(ACTIVE_STATUSES), condition).limit(limit)
+        ))
+
+        def txn(conn: Connection) -> Recovered:
+            done = Recovered([], [])
+            for row in conn.execute(query).all():
                 same_lease = and_(responses.c.id == row.id, responses.c.lease_owner == row.lease_owner,
                                   responses.c.status == row.status)
                 if row.background and row.status == "queued":
-                    await conn.execute(update(responses).where(same_lease)
-                                       .values(lease_owner=None, lease_expires_at=None))
+                    conn.execute(update(responses).where(same_lease).values(lease_owner=None, lease_expires_at=None))
                     done.requeued.append(row.id)
                     continue
                 body = _failed_body(loads(row.body))
-                await conn.execute(update(responses).where(same_lease).values(
+                conn.execute(update(responses).where(same_lease).values(
                     status="failed", body=dumps(body), lease_owner=None, lease_expires_at=None))
                 if row.conversation_id:
-                    await conv_store.release_lock(conn, row.conversation_id, row.id)
+                    conv_store.release_lock(conn, row.conversation_id, row.id)
                 done.failed.append(row.id)
-        return done
+            return done
 
+        return await self.db.write(txn)

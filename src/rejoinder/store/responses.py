@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, delete, func, insert, literal, select, update
 
 from rejoinder.store import conversations as conv_store
 from rejoinder.store.db import Database
@@ -52,9 +51,9 @@ def _row_values(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _insert_items(conn: AsyncConnection, response_id: str, kind: str, items: list[dict[str, Any]]) -> None:
+def _insert_items(conn: Connection, response_id: str, kind: str, items: list[dict[str, Any]]) -> None:
     if items:
-        await conn.execute(
+        conn.execute(
             insert(response_items),
             [
                 {"response_id": response_id, "kind": kind, "position": i, "item_id": it["id"], "data": dumps(it)}
@@ -63,7 +62,15 @@ async def _insert_items(conn: AsyncConnection, response_id: str, kind: str, item
         )
 
 
-async def _load(conn: AsyncConnection, ids: list[str], owner: str | None) -> list[StoredResponse]:
+def _store_outcome(conn: Connection, body: dict[str, Any], conversation: ConversationAppend | None) -> None:
+    """A finished response's output items, and what it appends to its conversation."""
+    _insert_items(conn, body["id"], "output", body.get("output") or [])
+    if conversation is not None:
+        conv_store.append_items(conn, conversation.conversation_id, conversation.items)
+        conv_store.release_lock(conn, conversation.conversation_id, conversation.lock_holder)
+
+
+def _load(conn: Connection, ids: list[str], owner: str | None) -> list[StoredResponse]:
     """Read responses with their output items in two queries, whatever the number of ids."""
     if not ids:
         return []
@@ -73,11 +80,11 @@ async def _load(conn: AsyncConnection, ids: list[str], owner: str | None) -> lis
     ).where(responses.c.id.in_(ids))
     if owner is not None:
         query = query.where(responses.c.owner == owner)
-    rows = (await conn.execute(query)).all()
+    rows = conn.execute(query).all()
     if not rows:
         return []
     outputs: dict[str, list[dict[str, Any]]] = {}
-    item_rows = await conn.execute(
+    item_rows = conn.execute(
         select(response_items.c.response_id, response_items.c.data)
         .where(response_items.c.response_id.in_(ids), response_items.c.kind == "output")
         .order_by(response_items.c.response_id, response_items.c.position)
@@ -127,8 +134,9 @@ class ResponseStore:
             lease_owner, lease_expires_at = self.lease_owner, time.time() + self.lease_seconds
         if not leased:
             lease_owner = lease_expires_at = None
-        async with self.db.write() as conn:
-            await conn.execute(
+
+        def txn(conn: Connection) -> None:
+            conn.execute(
                 insert(responses).values(
                     id=body["id"],
                     owner=owner,
@@ -139,12 +147,14 @@ class ResponseStore:
                     **_row_values(body),
                 )
             )
-            await _insert_items(conn, body["id"], "input", input_items)
+            _insert_items(conn, body["id"], "input", input_items)
             if events:
-                await conn.execute(
+                conn.execute(
                     insert(response_events),
                     [{"response_id": body["id"], "sequence_number": n, "data": d} for n, d in events],
                 )
+
+        await self.db.write(txn)
 
     async def finish(
         self,
@@ -161,106 +171,126 @@ class ResponseStore:
         happened.
         """
         response_id = body["id"]
-        async with self.db.write() as conn:
+
+        def txn(conn: Connection) -> bool:
             stmt = update(responses).where(responses.c.id == response_id)
             if only_if_active:
                 allowed = (*ACTIVE_STATUSES, "cancelled") if body["status"] == "cancelled" else ACTIVE_STATUSES
                 stmt = stmt.where(responses.c.status.in_(allowed))
-            result = await conn.execute(stmt.values(lease_owner=None, lease_expires_at=None, **_row_values(body)))
+            result = conn.execute(stmt.values(lease_owner=None, lease_expires_at=None, **_row_values(body)))
             if result.rowcount == 0:
                 return False
-            await conn.execute(
+            conn.execute(
                 delete(response_items).where(
                     and_(response_items.c.response_id == response_id, response_items.c.kind == "output")
                 )
             )
-            await _insert_items(conn, response_id, "output", body.get("output") or [])
-            if conversation is not None:
-                await conv_store.append_items(conn, conversation.conversation_id, conversation.items)
-                await conv_store.release_lock(conn, conversation.conversation_id, conversation.lock_holder)
+            _store_outcome(conn, body, conversation)
             return True
+
+        return await self.db.write(txn)
+
+    async def create_finished(
+        self,
+        body: dict[str, Any],
+        owner: str,
+        input_items: list[dict[str, Any]],
+        *,
+        conversation: ConversationAppend | None = None,
+    ) -> None:
+        """Insert a response that has already ended, with its input and output items and its
+        conversation append, in one transaction: for a foreground response nobody can look up
+        before it ends (see ``StorePersistence``)."""
+
+        def txn(conn: Connection) -> None:
+            conn.execute(insert(responses).values(id=body["id"], owner=owner, cancel_requested=False,
+                                                  **_row_values(body)))
+            _insert_items(conn, body["id"], "input", input_items)
+            _store_outcome(conn, body, conversation)
+
+        await self.db.write(txn)
 
     async def update_body(self, body: dict[str, Any]) -> None:
         """Persist a status change without touching items (queued -> in_progress)."""
-        async with self.db.write() as conn:
-            await conn.execute(update(responses).where(responses.c.id == body["id"]).values(**_row_values(body)))
+        stmt = update(responses).where(responses.c.id == body["id"]).values(**_row_values(body))
+        await self.db.write(lambda conn: conn.execute(stmt))
 
     async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
-        async with self.db.read() as conn:
-            found = await _load(conn, [response_id], owner)
+        found = await self.db.read(lambda conn: _load(conn, [response_id], owner))
         return found[0] if found else None
 
     async def status(self, response_id: str) -> str | None:
-        async with self.db.read() as conn:
-            return (await conn.execute(select(responses.c.status).where(responses.c.id == response_id))).scalar()
+        query = select(responses.c.status).where(responses.c.id == response_id)
+        return await self.db.read(lambda conn: conn.execute(query).scalar())
 
     async def input_items(self, response_id: str) -> list[dict[str, Any]]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(response_items.c.data)
-                .where(response_items.c.response_id == response_id, response_items.c.kind == "input")
-                .order_by(response_items.c.position)
-            )
-            return [loads(r.data) for r in rows]
+        query = (
+            select(response_items.c.data)
+            .where(response_items.c.response_id == response_id, response_items.c.kind == "input")
+            .order_by(response_items.c.position)
+        )
+        return await self.db.read(lambda conn: [loads(r.data) for r in conn.execute(query)])
 
     async def exists(self, response_id: str, owner: str | None) -> bool:
-        async with self.db.read() as conn:
-            query = select(literal(1)).where(responses.c.id == response_id)
-            if owner is not None:
-                query = query.where(responses.c.owner == owner)
-            return (await conn.execute(query)).first() is not None
+        query = select(literal(1)).where(responses.c.id == response_id)
+        if owner is not None:
+            query = query.where(responses.c.owner == owner)
+        return await self.db.read(lambda conn: conn.execute(query).first() is not None)
 
     async def delete(self, response_id: str, owner: str | None) -> bool:
-        async with self.db.write() as conn:
+        def txn(conn: Connection) -> bool:
             query = delete(responses).where(responses.c.id == response_id)
             if owner is not None:
                 query = query.where(responses.c.owner == owner)
-            if (await conn.execute(query)).rowcount == 0:
+            if conn.execute(query).rowcount == 0:
                 return False
-            await conn.execute(delete(response_items).where(response_items.c.response_id == response_id))
-            await conn.execute(delete(response_events).where(response_events.c.response_id == response_id))
+            conn.execute(delete(response_items).where(response_items.c.response_id == response_id))
+            conn.execute(delete(response_events).where(response_events.c.response_id == response_id))
             return True
+
+        return await self.db.write(txn)
 
     async def list_input_items(
         self, response_id: str, after: str | None, limit: int, order: Order
     ) -> Page | None:
         """Input items of one response; None when ``after`` names no item of it."""
         where = and_(response_items.c.response_id == response_id, response_items.c.kind == "input")
-        async with self.db.read() as conn:
+
+        def txn(conn: Connection) -> Page | None:
             after_pos = None
             if after is not None:
-                after_pos = (
-                    await conn.execute(
-                        select(func.min(response_items.c.position)).where(where, response_items.c.item_id == after)
-                    )
+                after_pos = conn.execute(
+                    select(func.min(response_items.c.position)).where(where, response_items.c.item_id == after)
                 ).scalar()
                 if after_pos is None:
                     return None
             query = paginate(select(response_items.c.data).where(where), response_items.c.position, order,
                              after_pos, limit)
-            rows = [loads(r.data) for r in await conn.execute(query)]
-        return page_of(rows, limit)
+            return page_of([loads(r.data) for r in conn.execute(query)], limit)
+
+        return await self.db.read(txn)
 
     async def list_responses(
         self, owner: str | None, after: str | None, limit: int, order: Order, model: str | None
     ) -> Page | None:
         """None when ``after`` names no response visible to ``owner``."""
-        async with self.db.read() as conn:
-            visible = responses.c.owner == owner if owner is not None else literal(True)
+        visible = responses.c.owner == owner if owner is not None else literal(True)
+
+        def txn(conn: Connection) -> Page | None:
             after_seq = None
             if after is not None:
-                after_seq = (
-                    await conn.execute(select(responses.c.seq).where(responses.c.id == after, visible))
-                ).scalar()
+                after_seq = conn.execute(select(responses.c.seq).where(responses.c.id == after, visible)).scalar()
                 if after_seq is None:
                     return None
             base = select(responses.c.id).where(visible)
             if model is not None:
                 base = base.where(responses.c.model == model)
-            ids = [r.id for r in await conn.execute(paginate(base, responses.c.seq, order, after_seq, limit))]
+            ids = [r.id for r in conn.execute(paginate(base, responses.c.seq, order, after_seq, limit))]
             page_ids = ids[:limit]
-            found = {s.body["id"]: s for s in await _load(conn, page_ids, None)}
-        return Page(data=[found[i].body for i in page_ids if i in found], has_more=len(ids) > limit)
+            found = {s.body["id"]: s for s in _load(conn, page_ids, None)}
+            return Page(data=[found[i].body for i in page_ids if i in found], has_more=len(ids) > limit)
+
+        return await self.db.read(txn)
 
     async def chain_items(self, response_id: str, owner: str | None) -> list[dict[str, Any]] | None:
         """Every input and output item of ``response_id`` and its ancestors, oldest first.
@@ -268,24 +298,25 @@ class ResponseStore:
         One recursive query finds the chain, one reads its items. None if the id is unknown (or
         belongs to another principal).
         """
-        async with self.db.read() as conn:
-            start = select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth")).where(
-                responses.c.id == response_id
+        start = select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth")).where(
+            responses.c.id == response_id
+        )
+        if owner is not None:
+            start = start.where(responses.c.owner == owner)
+        chain = start.cte("chain", recursive=True)
+        parent = responses.alias("parent")
+        chain = chain.union_all(
+            select(parent.c.id, parent.c.previous_response_id, (chain.c.depth + 1).label("depth")).where(
+                parent.c.id == chain.c.previous_response_id
             )
-            if owner is not None:
-                start = start.where(responses.c.owner == owner)
-            chain = start.cte("chain", recursive=True)
-            parent = responses.alias("parent")
-            chain = chain.union_all(
-                select(parent.c.id, parent.c.previous_response_id, (chain.c.depth + 1).label("depth")).where(
-                    parent.c.id == chain.c.previous_response_id
-                )
-            )
-            rows = (await conn.execute(select(chain.c.id, chain.c.depth))).all()
+        )
+
+        def txn(conn: Connection) -> list[dict[str, Any]] | None:
+            rows = conn.execute(select(chain.c.id, chain.c.depth)).all()
             if not rows:
                 return None
             depth = {r.id: r.depth for r in rows}
-            items = await conn.execute(
+            items = conn.execute(
                 select(response_items.c.response_id, response_items.c.kind, response_items.c.data).where(
                     response_items.c.response_id.in_(list(depth))
                 )
@@ -296,20 +327,18 @@ class ResponseStore:
             )
             return [loads(r.data) for r in grouped]
 
+        return await self.db.read(txn)
+
     # -- background-stream events -------------------------------------------------------------
 
     async def add_events(self, response_id: str, events: list[tuple[int, str]]) -> None:
-        async with self.db.write() as conn:
-            await conn.execute(
-                insert(response_events),
-                [{"response_id": response_id, "sequence_number": n, "data": d} for n, d in events],
-            )
+        rows = [{"response_id": response_id, "sequence_number": n, "data": d} for n, d in events]
+        await self.db.write(lambda conn: conn.execute(insert(response_events), rows))
 
     async def events_after(self, response_id: str, after: int) -> list[tuple[int, str]]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(response_events.c.sequence_number, response_events.c.data)
-                .where(response_events.c.response_id == response_id, response_events.c.sequence_number > after)
-                .order_by(response_events.c.sequence_number)
-            )
-            return [(r.sequence_number, r.data) for r in rows]
+        query = (
+            select(response_events.c.sequence_number, response_events.c.data)
+            .where(response_events.c.response_id == response_id, response_events.c.sequence_number > after)
+            .order_by(response_events.c.sequence_number)
+        )
+        return await self.db.read(lambda conn: [(r.sequence_number, r.data) for r in conn.execute(query)])

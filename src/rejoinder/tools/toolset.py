@@ -7,6 +7,8 @@ function call, never as an error.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +122,10 @@ def _refuse_unsupported_mcp(tool: dict[str, Any], param: str) -> None:
                              code="missing_required_parameter" if not url else "invalid_value")
 
 
+MAX_TOOL_NAME = 64
+_ILLEGAL_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+
+
 @dataclass
 class Toolset:
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -149,14 +155,31 @@ class Toolset:
         for tool in tools:
             if not server.allows(tool):
                 continue
-            model_name = tool["name"]
-            if model_name in self.functions or model_name in self.server_tools:
-                model_name = f"{server_label}__{tool['name']}"
+            model_name = self._free_name(server_label, tool["name"])
             self.server_tools[model_name] = ServerTool(
                 model_name=model_name, name=tool["name"], server=server, description=tool.get("description"),
                 input_schema=tool.get("input_schema") or {"type": "object", "properties": {}},
                 annotations=tool.get("annotations"),
             )
+
+    def _free_name(self, server_label: str, name: str) -> str:
+        """The name the model sees for an MCP tool: a legal function name (``[a-zA-Z0-9_-]{1,64}``,
+        what OpenAI-compatible backends accept) that no other tool of the request uses. A clash is
+        settled with ``label__name``; a name still too long or taken gets a stable hash suffix."""
+        taken = self.functions.keys() | self.server_tools.keys()
+        plain = _ILLEGAL_IN_NAME.sub("_", name) or "tool"
+        if len(plain) <= MAX_TOOL_NAME and plain not in taken:
+            return plain
+        prefixed = _ILLEGAL_IN_NAME.sub("_", f"{server_label}__{name}")
+        if len(prefixed) <= MAX_TOOL_NAME and prefixed not in taken:
+            return prefixed
+        digest = hashlib.sha256(f"{server_label}\0{name}".encode()).hexdigest()
+        for size in (8, 16, 64):
+            short = f"{prefixed[:MAX_TOOL_NAME - size - 1]}_{digest[:size]}"
+            if short not in taken:
+                return short
+        raise InvalidRequest(f"MCP server '{server_label}' lists tool names that cannot be told apart.",
+                             param="tools")
 
     def find_server_tool(self, server_label: str, name: str) -> ServerTool | None:
         """The offered MCP tool ``name`` of ``server_label`` (None: not in this request, or not allowed)."""

@@ -1,0 +1,183 @@
+"""Database transaction functions: rollback on error, serialised writes, reads beside a write,
+in-memory SQLite, and a clean shutdown. On the suite's storage backend unless noted."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, insert, select
+
+from rejoinder.errors import InvalidRequest, NotFound
+from rejoinder.store.conversations import ConversationStore
+from rejoinder.store.db import Database
+from rejoinder.store.migrations import migrate
+from rejoinder.store.schema import conversations
+
+
+class Boom(Exception):
+    pass
+
+
+def _item(i: str) -> dict[str, str]:
+    return {"type": "message", "id": i, "role": "user"}
+
+
+def test_an_exception_rolls_back_and_propagates_unchanged(shared_storage_url: str) -> None:
+    async def main() -> None:
+        db = Database(shared_storage_url)
+        try:
+            await migrate(db)
+            store = ConversationStore(db)
+            boom = Boom()
+
+            def fails(conn: Connection) -> None:
+                conn.execute(insert(conversations).values(id="conv_x", owner="o", created_at=time.time(),
+                                                          metadata="{}", next_position=0))
+                raise boom
+
+            with pytest.raises(Boom) as caught:
+                await db.write(fails)
+            assert caught.value is boom
+            assert await store.get("conv_x", None) is None
+
+            await store.create("conv_a", "o", {}, [_item("m1")])
+            with pytest.raises(InvalidRequest) as dup:
+                await store.add_items("conv_a", "o", [_item("m2"), _item("m1")])
+            assert dup.value.code == "duplicate_item"
+            await store.add_items("conv_a", "o", [_item("m3")])  # the failed batch reserved no positions
+            next_position = await db.read(
+                lambda conn: conn.execute(select(conversations.c.next_position)
+                                          .where(conversations.c.id == "conv_a")).scalar())
+            assert next_position == 2
+            assert [i["id"] for i in await store.context_items("conv_a", "o") or []] == ["m1", "m3"]
+            with pytest.raises(NotFound):
+                await store.add_items("conv_a", "someone-else", [_item("m4")])
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_concurrent_writes_are_serialised_and_contiguous(shared_storage_url: str) -> None:
+    async def main() -> None:
+        db = Database(shared_storage_url)
+        try:
+            await migrate(db)
+            store = ConversationStore(db)
+            await store.create("conv_c", "o", {}, [])
+            await asyncio.gather(*(store.add_items("conv_c", "o", [_item(f"b{b}_{i}") for i in range(3)])
+                                   for b in range(40)))
+            ids = [i["id"] for i in await store.context_items("conv_c", "o") or []]
+            assert len(ids) == 120
+            for start in range(0, 120, 3):  # each batch landed in one piece
+                batch = {i.split("_")[0] for i in ids[start:start + 3]}
+                assert len(batch) == 1, ids[start:start + 3]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_sqlite_threads_reads_beside_a_write_and_shutdown(tmp_path: Path) -> None:
+    """One writer thread for every write; reads do not queue behind it; dispose() finishes queued
+    writes and ends every thread."""
+
+    async def main() -> None:
+        path = tmp_path / "t.db"
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await migrate(db)
+        store = ConversationStore(db)
+        await store.create("conv_t", "o", {}, [])
+        writers: set[threading.Thread] = set()
+        readers: set[threading.Thread] = set()
+
+        def slow_write(conn: Connection) -> None:
+            writers.add(threading.current_thread())
+            time.sleep(0.5)
+
+        def read(conn: Connection) -> int:
+            readers.add(threading.current_thread())
+            return conn.execute(select(conversations.c.next_position)).scalar_one()
+
+        slow = asyncio.ensure_future(db.write(slow_write))
+        await asyncio.sleep(0.05)
+        t0 = time.perf_counter()
+        assert await db.read(read) == 0
+        assert time.perf_counter() - t0 < 0.3 and not slow.done()
+
+        def add(n: int) -> asyncio.Future[None]:
+            def fn(conn: Connection) -> None:
+                writers.add(threading.current_thread())
+            return asyncio.ensure_future(asyncio.gather(db.write(fn), store.add_items("conv_t", "o", [_item(f"q{n}")])))
+
+        queued = [add(n) for n in range(20)]
+        await asyncio.sleep(0)  # submitted, not finished
+        await db.dispose()
+        await asyncio.gather(slow, *queued)
+        assert len(writers) == 1 and writers.isdisjoint(readers)
+        assert not any(t.is_alive() for t in writers | readers)
+
+        again = Database(f"sqlite+aiosqlite:///{path}")
+        try:
+            assert len(await ConversationStore(again).context_items("conv_t", "o") or []) == 20
+        finally:
+            await again.dispose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"])
+def test_in_memory_sqlite(url: str) -> None:
+    """An in-memory database is one connection's: reads and writes share the writer's."""
+
+    async def main() -> None:
+        db = Database(url)
+        try:
+            await migrate(db)
+            store = ConversationStore(db)
+            await store.create("conv_m", "o", {"k": "v"}, [_item("m1")])
+            assert (await store.get("conv_m", "o") or {})["metadata"] == {"k": "v"}
+            assert [i["id"] for i in await store.context_items("conv_m", "o") or []] == ["m1"]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_sqlite_write_keeps_nothing(tmp_path: Path) -> None:
+    """As with an awaited transaction (PostgreSQL): a write whose caller is cancelled, queued or
+    running, is rolled back (a caller that never learns of a lock it took must not leave it held)."""
+
+    async def main() -> None:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+        try:
+            await migrate(db)
+            store = ConversationStore(db)
+            started = threading.Event()
+
+            def slow_create(conn: Connection) -> None:
+                conn.execute(insert(conversations).values(id="conv_slow", owner="o", created_at=time.time(),
+                                                          metadata="{}", next_position=0))
+                started.set()
+                time.sleep(0.3)
+
+            running = asyncio.ensure_future(db.write(slow_create))
+            queued = asyncio.ensure_future(store.create("conv_queued", "o", {}, []))
+            await asyncio.to_thread(started.wait, 5)
+            running.cancel()
+            queued.cancel()
+            for task in (running, queued):
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            await store.create("conv_after", "o", {}, [])  # runs after the cancelled ones
+            assert await store.get("conv_slow", None) is None
+            assert await store.get("conv_queued", None) is None
+            assert await store.get("conv_after", None) is not None
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
