@@ -27,11 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from openai.types import responses as T
 
 from rejoinder.api.create_response import CreateResponse, validate_create
 from rejoinder.config import Settings
-from rejoinder.engine.events import TERMINAL_EVENT_TYPES, ResponseState, event_json, sse_frame
+from rejoinder.engine.events import (
+    TERMINAL_EVENT_TYPES,
+    TERMINAL_STATUSES,
+    ResponseState,
+    event_json,
+    sse_frame,
+    terminal_event,
+)
 from rejoinder.engine.loop import Persistence, ResponseRun
 from rejoinder.engine.plan import RunPlan
 from rejoinder.engine.prepare import prepare
@@ -47,8 +53,6 @@ POLL_SECONDS = 0.2  # how often a replica looks for queued jobs and for cancels 
 FOLLOW_POLL_SECONDS = 0.1  # how often a follower of another replica's run looks for new events
 FIRST_WORKER_SEQUENCE = 2  # 0 and 1 are response.created and response.queued, stored at creation
 
-_TERMINAL_EVENT = {"completed": T.ResponseCompletedEvent, "failed": T.ResponseFailedEvent,
-                   "incomplete": T.ResponseIncompleteEvent}
 
 
 def lease_owner_token(settings: Settings) -> str:
@@ -266,8 +270,7 @@ class BackgroundWorker:
                     continue  # stored with the response when it was accepted
                 if job.superseded and event.type in TERMINAL_EVENT_TYPES:
                     continue
-                event.sequence_number = sequence
-                job.log.add(sequence, event_json(event))
+                job.log.add(sequence, event_json(event.renumbered(sequence)))
                 sequence += 1
         finally:
             await asyncio.shield(job.log.drain())
@@ -386,7 +389,7 @@ class BackgroundWorker:
         response) the terminal event is built from the stored response. A cancelled response
         has no terminal event: its stream just ends."""
         frames: list[bytes] = []
-        deadline = time.monotonic() + (1.0 if status in _TERMINAL_EVENT else 0.0)
+        deadline = time.monotonic() + (1.0 if status in TERMINAL_STATUSES else 0.0)
         while True:
             for seq, data in await self.store.events_after(response_id, last):
                 last = seq
@@ -397,9 +400,8 @@ class BackgroundWorker:
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)
-        stored = await self.store.get(response_id, None) if status in _TERMINAL_EVENT else None
-        if stored is not None:
-            kind = f"response.{status}"
-            event = _TERMINAL_EVENT[status](type=kind, sequence_number=last + 1, response=stored.body)
-            frames.append(sse_frame(kind, event_json(event)))
+        stored = await self.store.get(response_id, None) if status in TERMINAL_STATUSES else None
+        event = terminal_event(stored.body, last + 1) if stored is not None else None
+        if event is not None:
+            frames.append(sse_frame(event.type, event_json(event)))
         return frames
