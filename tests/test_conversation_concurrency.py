@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from typing import Any
 
 import openai
 import pytest
 
 from tests.conftest import MODEL
-from tests.fake_upstream import FakeUpstream, Turn
+from tests.fake_upstream import FakeUpstream, Turn, text
 
 TURNS = 64
 
@@ -126,3 +128,34 @@ def test_items_added_during_turns_stay_whole(client: openai.OpenAI, server: Any,
     for k, response in enumerate(results[:8]):
         start = texts.index(f"turn {k}")
         assert [i["id"] for i in items[start + 1:start + 3]] == [o.id for o in response.output]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_turn_longer_than_the_lock_keeps_its_conversation(make_server: Any, upstream: FakeUpstream,
+                                                            stream: bool) -> None:
+    """The lock is renewed with the running response's lease, so it does not lapse mid-turn."""
+    server = make_server(lease_seconds=0.9, conversation_lock_seconds=1.0)  # renewed every 0.3 s
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    conv = client.conversations.create().id
+    upstream.queue(text(" ".join(["slow"] * 10), delay=0.25))  # ~2.75 s, far past the 1 s lock
+    done: list[Any] = []
+
+    def long_turn() -> None:
+        if stream:
+            with client.responses.stream(model=MODEL, input="long", conversation=conv) as events:
+                done.append(events.get_final_response())
+        else:
+            done.append(client.responses.create(model=MODEL, input="long", conversation=conv))
+
+    runner = threading.Thread(target=long_turn)
+    runner.start()
+    try:
+        time.sleep(1.8)  # the original lock has lapsed; only renewal still holds it
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model=MODEL, input="cut in", conversation=conv)
+        assert refused.value.code == "conversation_locked"
+    finally:
+        runner.join(30)
+    assert done and done[0].status == "completed"
+    texts = [i.content[0].text for i in client.conversations.items.list(conv, order="asc").data]
+    assert texts == ["long", " ".join(["slow"] * 10)]

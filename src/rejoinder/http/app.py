@@ -44,7 +44,8 @@ async def build_services(settings: Settings) -> Services:
     lease_owner = lease_owner_token(settings)
     store = ResponseStore(db, lease_owner=lease_owner, lease_seconds=settings.lease_seconds)
     responses = ResponsesService(settings, registry, store, conversations)
-    background = BackgroundWorker(settings, responses, LeaseStore(db, lease_owner, settings.lease_seconds))
+    background = BackgroundWorker(settings, responses, LeaseStore(db, lease_owner, settings.lease_seconds,
+                                                                settings.conversation_lock_seconds))
     return Services(settings, db, registry, responses, conversations, background)
 
 

@@ -65,7 +65,9 @@ class ResponsesService:
                            self.settings.max_tool_iterations)
 
     async def create(self, req: CreateResponse, owner: str) -> dict[str, Any]:
-        run = await self.start(req, owner, write_once=True)
+        # A conversation turn is stored at start all the same: its row is what crash recovery
+        # finds to release the conversation's lock if this replica dies mid-turn.
+        run = await self.start(req, owner, write_once=conversation_id_of(req) is None)
         task = asyncio.ensure_future(fold(run))
         self._track(task)
         return await asyncio.shield(task)  # a client that hangs up does not abort the stored turn

@@ -24,7 +24,7 @@ from rejoinder.store import conversations as conv_store
 from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps, loads
 from rejoinder.store.responses import ACTIVE_STATUSES
-from rejoinder.store.schema import responses
+from rejoinder.store.schema import conversations, responses
 
 INTERRUPTED = "The response was interrupted before it finished: the server running it stopped."
 
@@ -47,10 +47,11 @@ def _failed_body(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class LeaseStore:
-    def __init__(self, db: Database, owner: str, lease_seconds: float):
+    def __init__(self, db: Database, owner: str, lease_seconds: float, conversation_lock_seconds: float = 600.0):
         self.db = db
         self.owner = owner
         self.lease_seconds = lease_seconds
+        self.conversation_lock_seconds = conversation_lock_seconds
 
     def expiry(self) -> float:
         return time.time() + self.lease_seconds
@@ -90,13 +91,19 @@ class LeaseStore:
         return await self.db.write(txn)
 
     async def renew(self) -> int:
-        """Extend every lease this replica holds; returns how many rows it holds."""
+        """Extend every lease this replica holds, and the conversation locks of those responses (a
+        turn that runs longer than ``conversation_lock_seconds`` keeps its conversation); returns
+        how many rows it holds."""
         def txn(conn: Connection) -> int:
-            return conn.execute(
-                update(responses)
-                .where(responses.c.lease_owner == self.owner, responses.c.status.in_(ACTIVE_STATUSES))
-                .values(lease_expires_at=self.expiry())
-            ).rowcount
+            mine = and_(responses.c.lease_owner == self.owner, responses.c.status.in_(ACTIVE_STATUSES))
+            held = conn.execute(update(responses).where(mine).values(lease_expires_at=self.expiry())).rowcount
+            if held:
+                running = select(responses.c.id).where(mine, responses.c.conversation_id.is_not(None))
+                conn.execute(
+                    update(conversations).where(conversations.c.locked_by.in_(running))
+                    .values(locked_until=time.time() + self.conversation_lock_seconds)
+                )
+            return held
 
         return await self.db.write(txn)
 
