@@ -59,7 +59,8 @@ def test_conversation_alternates_across_replicas(replicas, upstream):
 
 def test_background_job_runs_on_the_replica_with_room(replicas, upstream, shared_storage_url):
     a, b = replicas
-    upstream.queue(text(" ".join(["slow"] * 200), delay=0.05), text("picked up elsewhere"))
+    # the second job runs ~1 s, so polling the database sees which replica holds its lease
+    upstream.queue(text(" ".join(["slow"] * 200), delay=0.05), text("picked up elsewhere", delay=0.15))
     busy = a.client().responses.create(model=MODEL, input="occupy a", background=True)
     wait_status(a.client(), busy.id, ("in_progress",))
     other = a.client().responses.create(model=MODEL, input="go to b", background=True)
