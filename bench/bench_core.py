@@ -1,7 +1,8 @@
 """Core benchmark: chat completions direct vs Rejoinder (non-stream and stream), side by side.
 
-Part 1, an upstream that answers at once: p50/p99 latency at concurrency 1, requests/s at
-concurrency 16 and 64, server CPU per request, and the added latency per stored turn.
+Part 1, an upstream that answers at once: p50/p99 latency at concurrency 1 (the cases interleaved,
+call by call, so the shared machine's drift weighs on each alike), requests/s at concurrency 16
+and 64, server CPU per request, and the added latency per stored turn.
 Part 2, an upstream that paces its chunks (``--pace`` ms apart, like a fast model): how long each
 text chunk takes from the upstream's send to the client, direct and through Rejoinder, for the
 first chunk and for every chunk. Every chunk carries its send time (see bench.common).
@@ -72,19 +73,26 @@ def via_rejoinder(url: str, stream: bool) -> Call:
     return call
 
 
-async def latency(call: Call, n: int) -> tuple[list[float], list[Timings]]:
-    async with httpx.AsyncClient(timeout=60) as client:
+async def latency(calls: list[Call], n: int) -> list[tuple[list[float], list[Timings]]]:
+    """``n`` sequential calls of each case, interleaved (one of each in turn), so that a drift of
+    the shared machine's speed during the run weighs on every case alike. One client per case."""
+    clients = [httpx.AsyncClient(timeout=60) for _ in calls]
+    try:
         for _ in range(20):
-            await call(client)  # warm-up
-        totals: list[float] = []
-        timings: list[Timings] = []
+            for call, client in zip(calls, clients, strict=True):
+                await call(client)  # warm-up
+        results: list[tuple[list[float], list[Timings]]] = [([], []) for _ in calls]
         for _ in range(n):
-            t0 = time.perf_counter()
-            timing = await call(client)
-            totals.append((time.perf_counter() - t0) * 1000)
-            if timing is not None:
-                timings.append(timing)
-        return totals, timings
+            for call, client, (totals, timings) in zip(calls, clients, results, strict=True):
+                t0 = time.perf_counter()
+                timing = await call(client)
+                totals.append((time.perf_counter() - t0) * 1000)
+                if timing is not None:
+                    timings.append(timing)
+        return results
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def throughput(call: Call, concurrency: int, n: int) -> float:
@@ -107,12 +115,15 @@ async def part1(n: int) -> None:
                  ("rejoinder non-stream", via_rejoinder(url, False), pid),
                  ("rejoinder stream", via_rejoinder(url, True), pid)]
         p50 = {}
+        measured = await latency([call for _, call, _ in cases], n)
         print(f"{'case':26} {'latency at concurrency 1':36} {'req/s c=16':>10} {'req/s c=64':>10} "
               f"{'server CPU/req':>15}")
-        for name, call, server in cases:
-            cpu0 = cpu_seconds(server) if server else 0.0
-            totals, _ = await latency(call, n)
-            cpu = (cpu_seconds(server) - cpu0) / (n + 20) * 1000 if server else 0.0
+        for (name, call, server), (totals, _) in zip(cases, measured, strict=True):
+            cpu = 0.0
+            if server:  # CPU per request, measured apart: the latency run interleaves the cases
+                cpu0 = cpu_seconds(server)
+                await latency([call], n)
+                cpu = (cpu_seconds(server) - cpu0) / (n + 20) * 1000
             rps16 = await throughput(call, 16, n)
             rps64 = await throughput(call, 64, n)
             p50[name] = statistics.median(totals)
@@ -126,10 +137,8 @@ async def part1(n: int) -> None:
 async def part2(n: int, pace_ms: float) -> None:
     with fake_upstream(delay=pace_ms / 1000) as up, rejoinder(up) as (url, _):
         print(f"\nupstream pacing its 20 chunks {pace_ms:g} ms apart; {n} streamed requests each:")
-        results = {}
-        for name, call in (("direct", direct(up)), ("via Rejoinder", via_rejoinder(url, True))):
-            _, timings = await latency(call, n)
-            results[name] = timings
+        measured = await latency([direct(up), via_rejoinder(url, True)], n)
+        results = {"direct": measured[0][1], "via Rejoinder": measured[1][1]}
         for label, pick in (("first text, from the request", lambda t: [t[0]]),
                             ("first text chunk, upstream send -> client", lambda t: t[1][:1]),
                             ("every text chunk, upstream send -> client", lambda t: t[1])):

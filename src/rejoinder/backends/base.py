@@ -10,9 +10,12 @@ from openai.types.chat import ChatCompletionChunk
 
 
 class ChatBackend(Protocol):
-    """Streams a chat completion. ``body`` is the exact JSON body of ``POST /v1/chat/completions``."""
+    """Streams a chat completion. ``body`` is the exact JSON body of ``POST /v1/chat/completions``.
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]: ...
+    It yields non-empty batches: the chunks that arrived together, so a burst costs the engine one
+    pass rather than one per chunk. A backend that fails mid-batch yields what it read first."""
+
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]: ...
 
     async def aclose(self) -> None: ...
 

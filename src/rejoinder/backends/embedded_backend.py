@@ -130,7 +130,7 @@ class EmbeddedBackend:
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]:
         try:
             plan = plan_decoding(body, self.grammars)
         except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
@@ -170,13 +170,14 @@ class EmbeddedBackend:
         worker.add_done_callback(done)
         try:
             reader = _Reader(plan, body.get("model") or self.name)
-            yield reader.chunk(ChoiceDelta(role="assistant", content=""))
+            yield [reader.chunk(ChoiceDelta(role="assistant", content=""))]
             while True:
                 item = await pieces.get()
                 if isinstance(item, BackendError):
                     raise item
-                for chunk in reader.feed(item):
-                    yield chunk
+                chunks = reader.feed(item)
+                if chunks:
+                    yield chunks
                 if isinstance(item, _End):
                     return
         finally:

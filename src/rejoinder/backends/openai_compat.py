@@ -1,105 +1,179 @@
 """Any OpenAI-compatible ``/v1/chat/completions`` endpoint: OpenAI, vLLM, Ollama, llama.cpp server.
 
-The request goes through the ``openai`` SDK's client (auth, base URL, headers, status errors) on its
-aiohttp transport, but the stream is read raw: the SDK's generic chunk builder (``construct_type``)
-costs ~90 µs a chunk in pure Python, while pydantic-core validates the same JSON into the same
-``ChatCompletionChunk`` in ~5 µs. That was most of Rejoinder's per-turn overhead. The body is sent
-as built (``client.post``), skipping the SDK's per-call TypedDict transform of every message.
+The call is one aiohttp request on a pooled keep-alive connection, its SSE body read line by line,
+each chunk validated into the SDK's own ``ChatCompletionChunk`` by pydantic-core. The ``openai``
+client was measured in the way: its request building, its httpx2 layer over the same aiohttp
+transport, and its line decoding cost ~0.7 ms of a turn (bench/bench_core.py), more than all of
+Rejoinder's own work on a short answer. What the client gave besides (auth header, base URL,
+status errors) is the few lines below; the SDK's types still define every chunk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
-import openai
+import aiohttp
 import orjson
 import pydantic
 from openai.types.chat import ChatCompletionChunk
 
+from rejoinder import __version__
 from rejoinder.errors import BackendError
 
 log = logging.getLogger(__name__)
 
+_ERROR_BODY_LIMIT = 4096  # bytes of an upstream error body kept for the log
 
-def backend_error(exc: Exception) -> BackendError:
-    """Map a client exception to a spec error code without leaking upstream text to the client."""
-    if isinstance(exc, openai.RateLimitError):
+
+def status_error(status: int) -> BackendError:
+    """An upstream HTTP error as a spec error code; the upstream's own text is never passed on."""
+    if status == 429:
         return BackendError("The model backend is rate limited; retry later.", "rate_limit_exceeded", 429)
-    if isinstance(exc, openai.APIStatusError):
-        code = "invalid_prompt" if exc.status_code == 400 else "server_error"
-        return BackendError(f"The model backend returned HTTP {exc.status_code}.", code, exc.status_code)
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+    code = "invalid_prompt" if status == 400 else "server_error"
+    return BackendError(f"The model backend returned HTTP {status}.", code, status)
+
+
+def transport_error(exc: BaseException) -> BackendError:
+    if isinstance(exc, asyncio.TimeoutError):
         return BackendError("The model backend timed out.", "server_error")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
         return BackendError("The model backend could not be reached.", "server_error")
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, aiohttp.ClientError):
         return BackendError("The connection to the model backend broke.", "server_error")
     return BackendError("The model backend failed.", "server_error")
 
 
-def parse_chunk(data: str) -> ChatCompletionChunk:
+def parse_chunk(data: str | bytes) -> ChatCompletionChunk:
     """Validate strictly (fast, in pydantic-core); fall back to the SDK's lenient build for servers
     whose chunks bend the schema (an empty ``finish_reason``, a missing ``created``...). An
     ``{"error": ...}`` payload, which some servers send mid-stream, fails the backend call."""
     try:
         return ChatCompletionChunk.model_validate_json(data)
     except pydantic.ValidationError:
-        payload = orjson.loads(data)
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            payload = None
         if not isinstance(payload, dict) or payload.get("error"):
             raise BackendError("The model backend reported an error mid-stream.", "server_error") from None
         return ChatCompletionChunk.construct(**payload)
 
 
-async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The ``data`` of each server-sent event (multi-line data joined with newlines, per the spec)."""
-    parts: list[str] = []
-    async for line in lines:
-        if line.startswith("data:"):
-            parts.append(line[6:] if line.startswith("data: ") else line[5:])
-        elif not line and parts:
-            yield "\n".join(parts)
-            parts = []
-    if parts:
-        yield "\n".join(parts)
+class SSEReader:
+    """Server-sent events, fed line by line: ``feed`` returns the ``data`` of an event when a line
+    completes one (multi-line data joined with a newline, per the spec). Comments, ``event:`` and
+    ``id:`` lines are skipped."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def feed(self, raw: bytes) -> bytes | None:
+        line = raw.rstrip(b"\r\n")
+        if line.startswith(b"data:"):
+            self.parts.append(line[6:] if line.startswith(b"data: ") else line[5:])
+        elif not line and self.parts:
+            data, self.parts = b"\n".join(self.parts), []
+            return data
+        return None
+
+
+class ChunkReader:
+    """Raw body bytes in, the chat-completion chunks they complete out. After ``[DONE]`` the body
+    is still read to its end (and ignored), so the connection is reused rather than closed."""
+
+    def __init__(self) -> None:
+        self.events = SSEReader()
+        self.tail = b""
+        self.done = False
+        self.error: BackendError | None = None
+
+    def feed(self, block: bytes) -> list[ChatCompletionChunk]:
+        lines = (self.tail + block).split(b"\n") if self.tail else block.split(b"\n")
+        self.tail = lines.pop()  # an incomplete last line waits for the next block
+        return self._parse(lines)
+
+    def end(self) -> list[ChatCompletionChunk]:
+        lines, self.tail = [self.tail, b""], b""
+        return self._parse(lines)
+
+    def _parse(self, lines: list[bytes]) -> list[ChatCompletionChunk]:
+        chunks: list[ChatCompletionChunk] = []
+        for line in lines:
+            data = self.events.feed(line)
+            if data is None or self.done:
+                continue
+            if data.startswith(b"[DONE]"):
+                self.done = True
+                continue
+            try:
+                chunks.append(parse_chunk(data))
+            except BackendError as exc:
+                self.error = exc  # raised once the chunks before it are out
+                break
+        return chunks
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), looked up once."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(url.split("://", 1)[0])
 
 
 class OpenAICompatBackend:
     def __init__(self, base_url: str, api_key: str | None, timeout: float = 600.0):
-        # The SDK's aiohttp transport: its C HTTP parser costs ~1 ms less CPU per turn than the
-        # default pure-Python HTTP/1.1 stack (measured with bench/bench_core.py).
-        self.client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0,
-            http_client=openai.DefaultAioHttpClient(timeout=timeout),
-        )
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
+                        "User-Agent": f"rejoinder/{__version__}"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        # ``timeout`` bounds connecting and each wait for upstream bytes, not the whole answer,
+        # which may stream for longer.
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        self.proxy = _env_proxy(self.url)
+        self._session: aiohttp.ClientSession | None = None
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
-        try:
-            # ``cast_to=httpx2.Response`` asks the SDK for the unread response; status errors are still
-            # raised by the SDK as APIStatusError before we get it.
-            response = await self.client.post(
-                "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+    def _client(self) -> aiohttp.ClientSession:
+        """Created on first use, inside the running event loop it belongs to."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
+                timeout=self.timeout, skip_auto_headers=("Accept-Encoding",),
             )
-            try:
-                done = False
-                async for data in sse_data(response.aiter_lines()):
-                    # After [DONE] the body is read to its end, so the connection goes back to the
-                    # pool instead of being closed (a new TCP connection per turn costs ~0.3 ms).
-                    if done:
-                        continue
-                    if data.startswith("[DONE]"):
-                        done = True
-                        continue
-                    yield parse_chunk(data)
-            finally:
-                await response.aclose()
+        return self._session
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]:
+        try:
+            async with self._client().post(self.url, data=orjson.dumps(body), headers=self.headers,
+                                           proxy=self.proxy) as response:
+                if response.status >= 400:
+                    detail = await response.content.read(_ERROR_BODY_LIMIT)
+                    log.warning("backend answered HTTP %s: %r", response.status, detail[:500])
+                    raise status_error(response.status)
+                reader = ChunkReader()
+                # Whatever bytes are buffered are taken at once: a burst of chunks is one batch.
+                async for block in response.content.iter_any():
+                    chunks = reader.feed(block)
+                    if chunks:
+                        yield chunks
+                    if reader.error:
+                        raise reader.error
+                chunks = reader.end()
+                if chunks:
+                    yield chunks
+                if reader.error:
+                    raise reader.error
         except BackendError:
             raise
-        except Exception as exc:  # every upstream failure becomes a BackendError
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             log.warning("backend call failed: %r", exc)
-            raise backend_error(exc) from exc
+            raise transport_error(exc) from exc
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self._session is not None:
+            await self._session.close()

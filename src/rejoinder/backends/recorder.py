@@ -172,7 +172,7 @@ class RecordingBackend:
         self.url = url
         self.last_match: str | None = None
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]:
         test_id = current_test_id.get()
         if self.mode in ("replay", "record-if-missing"):
             found = self.store.find(body, test_id)
@@ -180,8 +180,7 @@ class RecordingBackend:
                 recording, rule = found
                 self.last_match = rule
                 log.debug("replaying recording (%s match)", rule)
-                for chunk in _chunks_of(recording):
-                    yield chunk
+                yield _chunks_of(recording)  # a replay arrives at once
                 return
             if self.mode == "replay":
                 raise RecordingMissing(
@@ -192,9 +191,9 @@ class RecordingBackend:
         if self.inner is None:
             raise BackendError("No upstream backend to record from.", "server_error")
         chunks: list[ChatCompletionChunk] = []
-        async for chunk in self.inner.stream(body):
-            chunks.append(chunk)
-            yield chunk
+        async for batch in self.inner.stream(body):
+            chunks.extend(batch)
+            yield batch
         self.store.write(body, test_id, self.url, chunks)
 
     async def aclose(self) -> None:

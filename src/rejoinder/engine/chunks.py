@@ -50,7 +50,10 @@ def deltas(chunk: ChatCompletionChunk) -> Iterator[Delta]:
         yield Usage(chunk.usage)
     for choice in chunk.choices[:1]:
         d = choice.delta
-        reasoning = getattr(d, "reasoning_content", None) or getattr(d, "reasoning", None)
+        # Reasoning text is no field of the SDK's type: servers add it as an extra field. Read the
+        # extras dict, as a missing attribute costs pydantic an exception on every chunk.
+        extra = d.model_extra or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             yield ReasoningDelta(reasoning)
         if d.content:

@@ -9,6 +9,6 @@ from rejoinder.engine.loop import ResponseRun
 
 async def fold(run: ResponseRun) -> dict[str, Any]:
     """Drive every event of ``run``; the state they were built from is the final response."""
-    async for _event in run.events():
+    async for _batch in run.events():
         pass
     return run.state.response

@@ -14,6 +14,7 @@ from rejoinder import __version__
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
 from rejoinder.http import errors, routes_conversations, routes_models, routes_responses
+from rejoinder.http.create_endpoint import CreateResponseEndpoint, RejoinderApp
 from rejoinder.http.testid import TestIdMiddleware
 from rejoinder.services.background import BackgroundWorker, lease_owner_token
 from rejoinder.services.responses import ResponsesService
@@ -49,7 +50,7 @@ async def build_services(settings: Settings) -> Services:
     return Services(settings, db, registry, responses, conversations, background)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> RejoinderApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings)
@@ -65,12 +66,16 @@ def create_app(settings: Settings) -> FastAPI:
             await services.registry.aclose()
             await services.db.dispose()
 
-    app = FastAPI(title="Rejoinder", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = RejoinderApp(title="Rejoinder", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
     errors.install(app)
+    create = CreateResponseEndpoint(app)
+    app.router.add_route("/v1/responses", create, methods=["POST"])
     app.include_router(routes_models.router)
     app.include_router(routes_responses.router)
     app.include_router(routes_conversations.router)
+    app.create_endpoint = create
     if settings.recording.mode != "live":
         app.add_middleware(TestIdMiddleware)
+        app.create_endpoint = TestIdMiddleware(create)
     return app

@@ -9,13 +9,11 @@ from rejoinder.errors import Unauthorized
 ANONYMOUS = "anonymous"
 
 
-async def principal(request: Request) -> str:
-    """Async on purpose: FastAPI runs a sync dependency in a worker thread, a hop on every request."""
-    keys: dict[str, str] = request.app.state.settings.api_keys
+def principal_of(keys: dict[str, str], authorization: str | None) -> str:
+    """The principal an ``Authorization`` header names; a 401 when keys are on and it names none."""
     if not keys:
         return ANONYMOUS
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("You didn't provide an API key. Provide it in the Authorization header "
@@ -25,3 +23,8 @@ async def principal(request: Request) -> str:
         shown = f"{token[:3]}...{token[-4:]}" if len(token) > 8 else "***"
         raise Unauthorized(f"Incorrect API key provided: {shown}.")
     return owner
+
+
+async def principal(request: Request) -> str:
+    """Async on purpose: FastAPI runs a sync dependency in a worker thread, a hop on every request."""
+    return principal_of(request.app.state.settings.api_keys, request.headers.get("authorization"))

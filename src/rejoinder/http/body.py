@@ -11,7 +11,10 @@ from rejoinder.errors import InvalidRequest
 
 
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
+    return parse_json_body(await request.body())
+
+
+def parse_json_body(raw: bytes) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty; expected a JSON object.", code="invalid_json")
     try:

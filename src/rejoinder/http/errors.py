@@ -19,6 +19,13 @@ def error_response(exc: APIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
+def unexpected_error_response() -> JSONResponse:
+    """A 500 that says nothing of the exception (it is logged by the caller)."""
+    body = {"error": {"message": "The server had an error while processing your request.",
+                      "type": "server_error", "param": None, "code": "server_error"}}
+    return JSONResponse(body, status_code=500)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
@@ -55,6 +62,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        body = {"error": {"message": "The server had an error while processing your request.",
-                          "type": "server_error", "param": None, "code": "server_error"}}
-        return JSONResponse(body, status_code=500)
+        return unexpected_error_response()

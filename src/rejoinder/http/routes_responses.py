@@ -1,39 +1,21 @@
-"""``/v1/responses``: create, retrieve, delete, list, input items."""
+"""``/v1/responses``: retrieve, delete, list, input items, cancel. Create is ``http/create_endpoint.py``."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from rejoinder.api.create_response import validate_create
 from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.http.auth import principal
-from rejoinder.http.body import json_body
-from rejoinder.http.sse import sse_frames_response, sse_response
+from rejoinder.http.sse import sse_frames_response
 
 router = APIRouter()
 
 
 def _services(request: Request) -> Any:
     return request.app.state.services
-
-
-@router.post("/v1/responses")
-async def create_response(request: Request, owner: str = Depends(principal)) -> Response:
-    raw = await json_body(request)
-    req = validate_create(raw)
-    if req.background:
-        worker = _services(request).background
-        accepted = await worker.submit(raw, req, owner)
-        if req.stream:
-            return sse_frames_response(worker.follow(accepted["id"], -1))
-        return JSONResponse(accepted)
-    service = _services(request).responses
-    if req.stream:
-        return sse_response(await service.stream(req, owner))
-    return JSONResponse(await service.create(req, owner))
 
 
 @router.get("/v1/responses")

@@ -265,13 +265,14 @@ class BackgroundWorker:
         job.log = _EventLog(self.store, job.response_id, self._notify)
         sequence = FIRST_WORKER_SEQUENCE
         try:
-            async for event in run.events():
-                if event.type == "response.created":
-                    continue  # stored with the response when it was accepted
-                if job.superseded and event.type in TERMINAL_EVENT_TYPES:
-                    continue
-                job.log.add(sequence, event_json(event.renumbered(sequence)))
-                sequence += 1
+            async for batch in run.events():
+                for event in batch:
+                    if event.type == "response.created":
+                        continue  # stored with the response when it was accepted
+                    if job.superseded and event.type in TERMINAL_EVENT_TYPES:
+                        continue
+                    job.log.add(sequence, event_json(event.renumbered(sequence)))
+                    sequence += 1
         finally:
             await asyncio.shield(job.log.drain())
 

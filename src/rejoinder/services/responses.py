@@ -84,9 +84,9 @@ class ResponsesService:
 
         async def drive() -> None:
             try:
-                async for event in run.events():
+                async for batch in run.events():
                     if listening:
-                        queue.put_nowait(event)
+                        queue.put_nowait(batch)
             finally:
                 queue.put_nowait(_DONE)
 
@@ -97,14 +97,14 @@ class ResponsesService:
             nonlocal listening
             try:
                 while True:
-                    batch = [await queue.get()]
+                    ready = [await queue.get()]
                     while not queue.empty():
-                        batch.append(queue.get_nowait())
-                    done = batch[-1] is _DONE  # always the last thing queued
+                        ready.append(queue.get_nowait())
+                    done = ready[-1] is _DONE  # always the last thing queued
                     if done:
-                        batch.pop()
-                    if batch:
-                        yield batch
+                        ready.pop()
+                    if ready:
+                        yield ready[0] if len(ready) == 1 else [e for batch in ready for e in batch]
                     if done:
                         return
             finally:

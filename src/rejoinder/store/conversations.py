@@ -248,7 +248,7 @@ class ConversationStore:
                 raise conversation_not_found(conversation_id, param="conversation")
             return False
 
-        return await self.db.write(txn)
+        return await self.db.write(txn, inline=True)
 
     async def unlock(self, conversation_id: str, holder: str) -> None:
-        await self.db.write(lambda conn: release_lock(conn, conversation_id, holder))
+        await self.db.write(lambda conn: release_lock(conn, conversation_id, holder), inline=True)
