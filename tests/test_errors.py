@@ -118,3 +118,12 @@ def test_errors_leave_stored_state_intact(server, client, upstream):
     assert client.responses.retrieve(r.id).output_text == "echo: keep me"
     assert [i.id for i in client.responses.input_items.list(r.id)] == [
         i.id for i in client.responses.input_items.list(r.id)]
+
+
+def test_body_over_the_limit_is_a_413(server, monkeypatch):
+    from rejoinder.http import create_endpoint
+
+    monkeypatch.setattr(create_endpoint, "MAX_BODY_BYTES", 1000)  # the server runs in this process
+    e = _err(post(server, {"model": MODEL, "input": "x" * 2000}), 413)
+    assert e["code"] == "request_too_large"
+    assert post(server, {"model": MODEL, "input": "hi"}).json()["status"] == "completed"

@@ -181,3 +181,81 @@ def test_a_cancelled_sqlite_write_keeps_nothing(tmp_path: Path) -> None:
             await db.dispose()
 
     asyncio.run(main())
+
+
+def test_inline_sqlite_write_falls_back_to_the_writer_thread_while_the_lock_is_held(tmp_path: Path) -> None:
+    """A turn's write runs on the event loop only when SQLite's write lock is free; when another
+    connection (another process, say) holds it, the write waits on the writer thread instead of
+    failing or blocking the loop, and lands once the lock is released."""
+    import sqlite3
+
+    path = tmp_path / "busy.db"
+
+    async def main() -> None:
+        db = Database(f"sqlite:///{path}")
+        try:
+            await migrate(db)
+            store = ConversationStore(db)
+            await store.create("conv_b", "o", {}, [])
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # the lock, held elsewhere
+            ticks = 0
+
+            async def loop_runs() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            ticker = asyncio.ensure_future(loop_runs())
+            write = asyncio.ensure_future(store.try_lock("conv_b", "o", "resp_1", 60))
+            await asyncio.sleep(0.3)
+            assert not write.done() and ticks >= 10  # waiting, and the loop still runs meanwhile
+            other.execute("COMMIT")
+            assert await asyncio.wait_for(write, 10) is True
+            ticker.cancel()
+            inline_before = db._inline.commits if db._inline else 0
+            await store.unlock("conv_b", "resp_1")  # the lock is free again: this one runs inline
+            assert db._inline is not None and db._inline.commits == inline_before + 1
+            assert await store.try_lock("conv_b", "o", "resp_2", 60) is True
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_inline_sqlite_write_rolls_back_on_error_and_checkpoints(tmp_path: Path) -> None:
+    import sqlite3
+
+    from rejoinder.store import db as db_module
+
+    path = tmp_path / "inline.db"
+
+    async def main() -> None:
+        db = Database(f"sqlite:///{path}")
+        try:
+            await migrate(db)
+
+            def fails(conn: Connection) -> None:
+                conn.execute(insert(conversations).values(id="conv_x", owner="o", created_at=time.time(),
+                                                          metadata="{}", next_position=0))
+                raise Boom()
+
+            with pytest.raises(Boom):
+                await db.write(fails, inline=True)
+            for i in range(db_module.CHECKPOINT_EVERY):
+                await db.write(lambda conn, i=i: conn.execute(insert(conversations).values(
+                    id=f"conv_{i}", owner="o", created_at=time.time(), metadata="{}", next_position=0)),
+                    inline=True)
+            ids = await db.read(lambda conn: [r.id for r in conn.execute(select(conversations.c.id))])
+            assert "conv_x" not in ids and len(ids) == db_module.CHECKPOINT_EVERY
+            await asyncio.gather(*db._pending)  # the checkpoint the last commit started
+            # The database file alone (the WAL ignored) has every row: the checkpoint copied them.
+            file_only = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            assert file_only.execute("SELECT count(*) FROM conversations").fetchone()[0] == len(ids)
+            file_only.close()
+        finally:
+            await db.dispose()
+        assert not path.with_name(path.name + "-wal").exists()  # every connection closed cleanly
+
+    asyncio.run(main())

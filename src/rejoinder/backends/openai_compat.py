@@ -3,8 +3,8 @@
 The call is one aiohttp request on a pooled keep-alive connection, its SSE body read line by line,
 each chunk validated into the SDK's own ``ChatCompletionChunk`` by pydantic-core. The ``openai``
 client was measured in the way: its request building, its httpx2 layer over the same aiohttp
-transport, and its line decoding cost ~0.7 ms of a turn (bench/bench_core.py), more than all of
-Rejoinder's own work on a short answer. What the client gave besides (auth header, base URL,
+transport, and its line decoding cost ~0.9 ms of server CPU a turn (bench/bench_core.py: 4.5 ->
+3.5 ms), more than Rejoinder's own work on a short answer now is. What the client gave besides (auth header, base URL,
 status errors) is the few lines below; the SDK's types still define every chunk.
 """
 

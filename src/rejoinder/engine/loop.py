@@ -221,6 +221,9 @@ class ResponseRun:
 
     def _on_delta(self, delta: C.Delta, turn: _Turn) -> list[Event]:
         st = self.state
+        if (type(delta) is C.TextDelta and self._message is not None and self._reasoning is None
+                and self._open_call is None and st.output[self._message]["content"][-1]["type"] == "output_text"):
+            return [st.text_delta(self._message, delta.text)]  # the common case: more text of an open part
         if isinstance(delta, C.TextDelta | C.RefusalDelta):
             events = self._close_reasoning() + self._close_call()
             part = "output_text" if isinstance(delta, C.TextDelta) else "refusal"

@@ -130,6 +130,7 @@ class _InlineWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._engine.dispose()  # its pool holds the driver's connection open until then
 
 
 def _checkpoint(conn: Connection) -> None:
