@@ -30,6 +30,8 @@ PostgreSQL runs the same functions on asyncpg through SQLAlchemy's greenlet brid
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SQLITE_READERS = 4  # concurrent read transactions; the GIL leaves little to gain from more
 CHECKPOINT_EVERY = 200  # inline commits between two WAL checkpoints on the writer thread
@@ -134,8 +137,12 @@ class _InlineWriter:
 
 
 def _checkpoint(conn: Connection) -> None:
-    """Copy the WAL back into the database file without waiting on readers or writers."""
-    conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+    """Copy the WAL back into the database file without waiting on readers or writers. A failed
+    checkpoint loses nothing (the WAL keeps every commit) and the next one catches up."""
+    try:
+        conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+    except sqlite3.Error as exc:
+        log.warning("SQLite checkpoint failed: %r", exc)
 
 
 class Database:
