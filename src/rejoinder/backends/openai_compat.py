@@ -1,17 +1,19 @@
 """Any OpenAI-compatible ``/v1/chat/completions`` endpoint: OpenAI, vLLM, Ollama, llama.cpp server.
 
-The call is one aiohttp request on a pooled keep-alive connection, its SSE body read line by line,
-each chunk validated into the SDK's own ``ChatCompletionChunk`` by pydantic-core. The ``openai``
-client was measured in the way: its request building, its httpx2 layer over the same aiohttp
-transport, and its line decoding cost ~0.9 ms of server CPU a turn (bench/bench_core.py: 4.5 ->
-3.5 ms), more than Rejoinder's own work on a short answer now is. What the client gave besides (auth header, base URL,
-status errors) is the few lines below; the SDK's types still define every chunk.
+The call is one aiohttp request on a pooled keep-alive connection. Its SSE body is read in blocks
+(whatever arrived together is one batch) and each chunk is validated into the SDK's own
+``ChatCompletionChunk`` by pydantic-core. The ``openai`` client was measured in the way: its
+request building, its httpx2 layer over the same aiohttp transport, and its line decoding cost
+~0.9 ms of server CPU a turn (bench/bench_core.py: 4.5 -> 3.5 ms), more than Rejoinder's own work
+on a short answer now is. What the client gave besides (auth header, base URL, status errors) is
+the few lines below; the SDK's types still define every chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
@@ -119,10 +121,10 @@ class ChunkReader:
 
 def _env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), looked up once."""
-    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-    if urllib.request.proxy_bypass(host):
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    return urllib.request.getproxies().get(url.split("://", 1)[0])
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 class OpenAICompatBackend:

@@ -3,10 +3,10 @@
 It is the one route on a turn's latency path. FastAPI's middleware stack, routing, ``Request``
 object and dependency injection cost ~0.2 ms a request on these 2 vCPUs (request arrival to the
 run's start: 0.34 -> 0.16 ms), a fifth of the ~1 ms a stored turn may add over calling the model
-directly. ``RejoinderApp``
-hands this route straight from uvicorn to ``CreateResponseEndpoint``; every other route stays in
-FastAPI. The endpoint is also FastAPI's route for the same path (under a ``root_path``, say), so
-there is one implementation, with the same auth and the same errors in OpenAI's shape.
+directly. ``RejoinderApp`` hands this route straight from uvicorn to ``CreateResponseEndpoint``;
+every other route stays in FastAPI. The endpoint is also FastAPI's route for the same path (under
+a ``root_path``, say), so there is one implementation, with the same auth and the same errors in
+OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -63,13 +64,6 @@ async def read_body(receive: Receive) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 class CreateResponseEndpoint:
     """Validate, start the response, and answer with its JSON or its event stream."""
 
@@ -88,7 +82,7 @@ class CreateResponseEndpoint:
 
     async def _create(self, scope: Scope, receive: Receive) -> Response:
         services = self.app.state.services
-        owner = principal_of(services.settings.api_keys, _header(scope, b"authorization"))
+        owner = principal_of(services.settings.api_keys, Headers(scope=scope).get("authorization"))
         raw = parse_json_body(await read_body(receive))
         req = validate_create(raw)
         if req.background:

@@ -62,6 +62,14 @@ _DELETE_OUTPUT = delete(response_items).where(
 )
 
 
+def _response_row(body: dict[str, Any], owner: str, request: dict[str, Any] | None = None,
+                  lease_owner: str | None = None, lease_expires_at: float | None = None) -> dict[str, Any]:
+    """Every column of a new ``responses`` row (one statement shape, one compiled form)."""
+    return {"id": body["id"], "owner": owner, "request": dumps(request) if request is not None else None,
+            "lease_owner": lease_owner, "lease_expires_at": lease_expires_at, "cancel_requested": False,
+            **_row_values(body)}
+
+
 def _item_rows(response_id: str, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"response_id": response_id, "kind": kind, "position": i, "item_id": it["id"], "data": dumps(it)}
             for i, it in enumerate(items)]
@@ -150,11 +158,7 @@ class ResponseStore:
             lease_owner = lease_expires_at = None
 
         def txn(conn: Connection) -> None:
-            conn.execute(_INSERT_RESPONSE, {
-                "id": body["id"], "owner": owner, "request": dumps(request) if request is not None else None,
-                "lease_owner": lease_owner, "lease_expires_at": lease_expires_at, "cancel_requested": False,
-                **_row_values(body),
-            })
+            conn.execute(_INSERT_RESPONSE, _response_row(body, owner, request, lease_owner, lease_expires_at))
             _insert_items(conn, body["id"], "input", input_items)
             if events:
                 conn.execute(
@@ -208,9 +212,7 @@ class ResponseStore:
         before it ends (see ``StorePersistence``)."""
 
         def txn(conn: Connection) -> None:
-            conn.execute(_INSERT_RESPONSE, {"id": body["id"], "owner": owner, "request": None, "lease_owner": None,
-                                            "lease_expires_at": None, "cancel_requested": False,
-                                            **_row_values(body)})
+            conn.execute(_INSERT_RESPONSE, _response_row(body, owner))
             _store_outcome(conn, body, conversation, input_items)
 
         await self.db.write(txn, inline=True)
