@@ -2,7 +2,9 @@
 
 Part 1, an upstream that answers at once: p50/p99 latency at concurrency 1 (the cases interleaved,
 call by call, so the shared machine's drift weighs on each alike), requests/s at concurrency 16
-and 64, server CPU per request, and the added latency per stored turn.
+and 64, server CPU per request, and the added latency per stored turn. A pass-through proxy
+(bench/passthrough.py) runs beside them as the floor: what any Python proxy adds on this machine,
+which drifts by 2x from day to day; Rejoinder's own cost is what it adds beyond that floor.
 Part 2, an upstream that paces its chunks (``--pace`` ms apart, like a fast model): how long each
 text chunk takes from the upstream's send to the client, direct and through Rejoinder, for the
 first chunk and for every chunk. Every chunk carries its send time (see bench.common).
@@ -21,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from bench.common import cpu_seconds, fake_upstream, rejoinder, rss_mb, summary
+from bench.common import cpu_seconds, fake_upstream, passthrough, rejoinder, rss_mb, summary
 
 # A call returns, for a streamed request, (ms from the request to its first text, [ms from the
 # upstream's send to the client, per text chunk]); None when not streamed.
@@ -110,8 +112,9 @@ async def throughput(call: Call, concurrency: int, n: int) -> float:
 
 
 async def part1(n: int) -> None:
-    with fake_upstream() as up, rejoinder(up) as (url, pid):
+    with fake_upstream() as up, rejoinder(up) as (url, pid), passthrough(up) as (floor_url, floor_pid):
         cases = [("direct chat completions", direct(up), None),
+                 ("pass-through proxy (floor)", direct(floor_url), floor_pid),
                  ("rejoinder non-stream", via_rejoinder(url, False), pid),
                  ("rejoinder stream", via_rejoinder(url, True), pid)]
         p50 = {}
@@ -129,8 +132,11 @@ async def part1(n: int) -> None:
             p50[name] = statistics.median(totals)
             shown = f"{cpu:12.2f} ms" if server else f"{'-':>15}"
             print(f"{name:26} {summary(totals):36} {rps16:10.0f} {rps64:10.0f} {shown}")
+        direct_p50, floor_p50 = p50["direct chat completions"], p50["pass-through proxy (floor)"]
+        print(f"added p50 latency of the pass-through proxy (the floor): {floor_p50 - direct_p50:6.2f} ms")
         for name in ("rejoinder non-stream", "rejoinder stream"):
-            print(f"added p50 latency per stored turn, {name}: {p50[name] - p50['direct chat completions']:6.2f} ms")
+            print(f"added p50 latency per stored turn, {name}: {p50[name] - direct_p50:6.2f} ms "
+                  f"({p50[name] - floor_p50:5.2f} ms over the floor)")
         print(f"server RSS after the run: {rss_mb(pid):.0f} MB")
 
 

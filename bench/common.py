@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,26 @@ def fake_upstream(words: int = 20, delay: float = 0.0) -> Iterator[str]:
 
 
 @contextmanager
+def _server(args: list[str], port: int, health: str = "/health") -> Iterator[tuple[str, int]]:
+    """A Python process serving on ``port``, up once ``health`` answers; yields (url, pid)."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + health)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def passthrough(upstream_url: str) -> AbstractContextManager[tuple[str, int]]:
+    """The floor: ``bench/passthrough.py`` in front of the upstream; yields (url, pid)."""
+    port = free_port()
+    return _server(["-m", "bench.passthrough", upstream_url, str(port)], port)
+
+
 def rejoinder(upstream_url: str, storage_url: str | None = None, extra: dict[str, Any] | None = None,
-              port: int | None = None) -> Iterator[tuple[str, int]]:
+              port: int | None = None) -> AbstractContextManager[tuple[str, int]]:
     """A ``rejoinder serve`` process with one model ``fake`` on the upstream; yields (url, pid)."""
     port = port or free_port()
     tmp = tempfile.mkdtemp()
@@ -75,17 +93,8 @@ def rejoinder(upstream_url: str, storage_url: str | None = None, extra: dict[str
         config["storage_url"] = storage_url
     cfg = Path(tmp) / "config.json"
     cfg.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rejoinder", "serve", "--port", str(port), "--config", str(cfg),
-         "--log-level", "warning"], cwd=ROOT, env={**os.environ},
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url + "/health")
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    return _server(["-m", "rejoinder", "serve", "--port", str(port), "--config", str(cfg), "--log-level", "warning"],
+                   port)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,5 +1,5 @@
-"""Reading an upstream stream: strict and fast for well-formed chunks, lenient for servers that bend
-the schema, and an error payload mid-stream fails the call."""
+"""Reading an upstream stream: the fields Rejoinder reads are checked, everything else is kept as it
+came (servers bend the schema), and an error payload mid-stream fails the call."""
 
 from __future__ import annotations
 
@@ -7,23 +7,50 @@ import json
 
 import pytest
 
+from rejoinder.backends.chunk import Chunk
 from rejoinder.backends.openai_compat import ChunkReader, SSEReader, parse_chunk
+from rejoinder.engine.chunks import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage, deltas
 from rejoinder.errors import BackendError
 
 CHUNK = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
          "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
 
 
-def test_well_formed_chunk() -> None:
-    chunk = parse_chunk(json.dumps(CHUNK))
-    assert chunk.choices[0].delta.content == "hi" and chunk.created == 1
+def _text(chunk: Chunk) -> str | None:
+    return (chunk.get("choices") or [{}])[0].get("delta", {}).get("content")  # type: ignore[union-attr]
+
+
+def test_well_formed_chunk_is_kept_whole() -> None:
+    extra = {**CHUNK, "system_fingerprint": "fp", "service_tier": "default"}
+    chunk = parse_chunk(json.dumps(extra))
+    assert chunk == extra  # unknown fields stay: a recording holds the chunk as the server sent it
 
 
 def test_chunk_that_bends_the_schema_is_still_read() -> None:
     bent = {**CHUNK, "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": ""}]}
     del bent["created"]
     chunk = parse_chunk(json.dumps(bent))
-    assert chunk.choices[0].delta.content == "x" and chunk.choices[0].finish_reason == ""
+    assert _text(chunk) == "x" and chunk["choices"][0]["finish_reason"] == ""  # type: ignore[index]
+
+
+@pytest.mark.parametrize("choices", [
+    [{"index": 0, "delta": {"content": 42}}],  # text that is no string
+    [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ["x"]}}]}}],
+    "not a list",
+])
+def test_a_field_read_with_the_wrong_type_fails_the_call(choices: object) -> None:
+    with pytest.raises(BackendError) as failed:
+        parse_chunk(json.dumps({**CHUNK, "choices": choices}))
+    assert failed.value.code == "server_error" and "malformed" in failed.value.message
+
+
+def test_deltas_of_a_chunk() -> None:
+    chunk = parse_chunk(json.dumps({**CHUNK, "choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {
+        "reasoning_content": "hmm", "content": "a", "tool_calls": [{"index": None, "id": "call_1", "function": {
+            "name": "f", "arguments": "{}"}}]}}], "usage": {"prompt_tokens": 3, "completion_tokens": 2,
+                                                           "prompt_tokens_details": {"cached_tokens": 1}}}))
+    assert list(deltas(chunk)) == [Usage(3, 2, 1, 0), ReasoningDelta("hmm"), TextDelta("a"),
+                                   ToolCallDelta(0, "call_1", "f", "{}"), Finish("tool_calls")]
 
 
 @pytest.mark.parametrize("payload", [{"error": {"message": "overloaded"}}, ["not", "an", "object"]])
@@ -49,20 +76,20 @@ def test_chunk_reader_batches_whatever_arrived_and_waits_for_split_lines() -> No
     reader = ChunkReader()
     cut = len(_data(CHUNK)) + 7  # the second event arrives in two blocks, split mid-line
     first = reader.feed(body[:cut])
-    assert [c.choices[0].delta.content for c in first] == ["hi"]
+    assert [_text(c) for c in first] == ["hi"]
     rest = reader.feed(body[cut:])
-    assert [c.choices[0].delta.content for c in rest] == [" there"]  # nothing after [DONE]
+    assert [_text(c) for c in rest] == [" there"]  # nothing after [DONE]
     assert reader.end() == [] and reader.error is None
 
 
 def test_chunk_reader_reads_a_last_event_without_its_blank_line() -> None:
     reader = ChunkReader()
     assert reader.feed(b"data: " + json.dumps(CHUNK).encode()) == []
-    assert [c.choices[0].delta.content for c in reader.end()] == ["hi"]
+    assert [_text(c) for c in reader.end()] == ["hi"]
 
 
 def test_chunk_reader_keeps_the_chunks_before_an_error_payload() -> None:
     reader = ChunkReader()
     chunks = reader.feed(_data(CHUNK) + _data({"error": {"message": "overloaded"}}) + _data(CHUNK))
-    assert [c.choices[0].delta.content for c in chunks] == ["hi"]
+    assert [_text(c) for c in chunks] == ["hi"]
     assert reader.error is not None and reader.error.code == "server_error"

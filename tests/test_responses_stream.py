@@ -150,3 +150,47 @@ def test_json_schema_format_survives_the_wire(server, upstream):
     assert events[-1]["response"]["text"]["format"]["schema"] == schema
     assert "schema_" not in str(events)
     assert final.text.format.schema_ == schema
+
+
+def test_the_model_request_leaves_before_the_start_row_is_written(server, upstream, monkeypatch):
+    """A streamed turn writes its row at start (GET finds it while it streams); the upstream call
+    goes out first, so the model works while the row is written. Events keep their order."""
+    import asyncio
+    import time
+
+    from rejoinder.store.responses import ResponseStore
+
+    seen_by_upstream: list[int] = []
+    create = ResponseStore.create
+
+    async def create_after_upstream(self, *args, **kwargs):
+        deadline = time.monotonic() + 5
+        # The fake upstream records requests on its own thread: polled, as no asyncio.Event spans both.
+        while not upstream.requests and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # runs to the deadline if the request waits for this write
+        seen_by_upstream.append(len(upstream.requests))
+        return await create(self, *args, **kwargs)
+
+    monkeypatch.setattr(ResponseStore, "create", create_after_upstream)
+    upstream.queue(text("one two three"))
+    events = sse_events(server.url, {"model": MODEL, "input": "count"})
+    assert seen_by_upstream == [1]
+    assert types(events) == TEXT_GOLDEN
+    final = check_stream(events)
+    assert httpx.get(f"{server.url}/v1/responses/{final.id}").json()["status"] == "completed"
+
+
+def test_a_failed_start_write_fails_the_stream_in_sequence(server, upstream, monkeypatch):
+    """If the start row cannot be written, the model's answer (already requested) is dropped and
+    ``response.failed`` follows ``in_progress`` directly: no event of an answer nobody stores."""
+    from rejoinder.store.responses import ResponseStore
+
+    async def broken(self, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ResponseStore, "create", broken)
+    upstream.queue(text("one two three"))
+    events = sse_events(server.url, {"model": MODEL, "input": "count"})
+    assert types(events) == ["response.created", "response.in_progress", "response.failed"]
+    final = check_stream(events)
+    assert final.status == "failed" and final.output == [] and final.error.code == "server_error"

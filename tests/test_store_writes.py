@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, insert, select
@@ -259,3 +260,74 @@ def test_inline_sqlite_write_rolls_back_on_error_and_checkpoints(tmp_path: Path)
         assert not path.with_name(path.name + "-wal").exists()  # every connection closed cleanly
 
     asyncio.run(main())
+
+
+def test_inline_sqlite_transaction_is_the_drivers_and_takes_sqlalchemy_statements_too(tmp_path: Path) -> None:
+    """A turn's statements run on the driver (``prepared.py``) inside the driver's own transaction;
+    a statement through SQLAlchemy in the same function joins that transaction. Both commit
+    together, and an error after either rolls both back."""
+    from sqlalchemy import func
+
+    from rejoinder.store.responses import _INSERT_RESPONSE, _response_row
+    from rejoinder.store.schema import responses
+
+    path = tmp_path / "mixed.db"
+    body = {"id": "resp_1", "status": "completed", "model": "m", "created_at": 1.0, "output": []}
+
+    def conversation(cid: str) -> Any:
+        return insert(conversations).values(id=cid, owner="o", created_at=1.0, metadata="{}", next_position=0)
+
+    async def main() -> None:
+        db = Database(f"sqlite:///{path}")
+        try:
+            await migrate(db)
+
+            def raw_then_fail(conn: Connection) -> None:
+                _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_x"}, "o"))
+                raise Boom()
+
+            def both_then_fail(conn: Connection) -> None:
+                _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_y"}, "o"))
+                conn.execute(conversation("conv_y"))
+                raise Boom()
+
+            def both(conn: Connection) -> None:
+                conn.execute(conversation("conv_1"))
+                _INSERT_RESPONSE.execute(conn, _response_row(body, "o"))
+
+            for fails in (raw_then_fail, both_then_fail):
+                with pytest.raises(Boom):
+                    await db.write(fails, inline=True)
+            await db.write(both, inline=True)
+            await db.write(lambda conn: _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_2"}, "o")),
+                           inline=True)
+            assert db._inline is not None and db._inline.commits == 2
+
+            def counts(conn: Connection) -> tuple[list[str], list[str]]:
+                return ([r.id for r in conn.execute(select(responses.c.id).order_by(responses.c.id))],
+                        [r.id for r in conn.execute(select(conversations.c.id))])
+
+            assert await db.read(counts) == (["resp_1", "resp_2"], ["conv_1"])
+            # Nothing is left open on the loop's connection: another connection can write at once.
+            other = __import__("sqlite3").connect(path, isolation_level=None, timeout=0)
+            other.execute("BEGIN IMMEDIATE")
+            assert other.execute(select(func.count()).select_from(responses).compile().string).fetchone() == (2,)
+            other.execute("ROLLBACK")
+            other.close()
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_prepared_statements_get_every_parameter_they_name() -> None:
+    """The turn's statements skip SQLAlchemy's defaults: the rows built for them must name every
+    column, or SQLite fails the turn at run time."""
+    from rejoinder.store import responses as R
+
+    body = {"id": "r", "status": "completed", "model": "m", "created_at": 1.0, "output": [{"id": "i"}]}
+    assert set(R._response_row(body, "o")) == R._INSERT_RESPONSE.parameters
+    assert set(R._item_rows("r", "output", body["output"])[0]) == R._INSERT_ITEMS.parameters
+    finish = {"b_id", "lease_owner", "lease_expires_at", *R._row_values(body)}
+    assert finish == R._FINISH.parameters
+    assert finish | {"a0", "a1", "a2"} == R._FINISH_IF_ACTIVE.parameters

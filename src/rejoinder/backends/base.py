@@ -6,16 +6,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from openai.types.chat import ChatCompletionChunk
+from rejoinder.backends.chunk import Chunk
 
 
 class ChatBackend(Protocol):
     """Streams a chat completion. ``body`` is the exact JSON body of ``POST /v1/chat/completions``.
 
-    It yields non-empty batches: the chunks that arrived together, so a burst costs the engine one
-    pass rather than one per chunk. A backend that fails mid-batch yields what it read first."""
+    It yields non-empty batches of chunks (``chunk.py``: the wire JSON, validated): the chunks that
+    arrived together, so a burst costs the engine one pass rather than one per chunk. A backend
+    that fails mid-batch yields what it read first."""
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]: ...
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]: ...
 
     async def aclose(self) -> None: ...
 

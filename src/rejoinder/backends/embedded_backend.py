@@ -2,7 +2,7 @@
 
 llama.cpp calls block, so every model call runs on a single dedicated thread that owns the
 context; it hands each generated piece to the event loop with ``call_soon_threadsafe``, and the
-loop turns pieces into ``ChatCompletionChunk`` objects. Requests take turns through
+loop turns pieces into chat-completion chunks (``chunk.py``). Requests take turns through
 :class:`ModelQueue`. A consumer that stops (its client hung up and the run was cancelled, or the
 server is shutting down) sets a stop flag that the thread checks after every token, so an
 abandoned generation frees the model within one token.
@@ -23,15 +23,8 @@ from typing import Any
 
 from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-from openai.types.chat import ChatCompletionChunk
-from openai.types.chat.chat_completion_chunk import (
-    Choice,
-    ChoiceDelta,
-    ChoiceDeltaToolCall,
-    ChoiceDeltaToolCallFunction,
-)
-from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
 
+from rejoinder.backends.chunk import ChoiceDelta, Chunk, Usage, make_chunk
 from rejoinder.backends.embedded_grammar import (
     DecodePlan,
     GrammarCache,
@@ -130,7 +123,7 @@ class EmbeddedBackend:
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
         try:
             plan = plan_decoding(body, self.grammars)
         except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
@@ -170,7 +163,7 @@ class EmbeddedBackend:
         worker.add_done_callback(done)
         try:
             reader = _Reader(plan, body.get("model") or self.name)
-            yield [reader.chunk(ChoiceDelta(role="assistant", content=""))]
+            yield [reader.chunk({"role": "assistant", "content": ""})]
             while True:
                 item = await pieces.get()
                 if isinstance(item, BackendError):
@@ -279,13 +272,10 @@ class _Reader:
         self.mode = plan.mode if not plan.buffer_all else "call"
         self.buffer = ""
 
-    def chunk(self, delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self.id, object="chat.completion.chunk", created=self.created, model=self.model,
-            choices=[Choice(index=0, delta=delta, finish_reason=finish)],  # type: ignore[arg-type]
-        )
+    def chunk(self, delta: ChoiceDelta, finish: str | None = None) -> Chunk:
+        return make_chunk(self.id, self.created, self.model, delta, finish)
 
-    def feed(self, item: _Piece | _End) -> list[ChatCompletionChunk]:
+    def feed(self, item: _Piece | _End) -> list[Chunk]:
         if isinstance(item, _End):
             return self._end(item)
         text = item.text
@@ -294,31 +284,26 @@ class _Reader:
         if self.mode == "call":
             self.buffer += text
             return []
-        return [self.chunk(ChoiceDelta(content=text))]
+        return [self.chunk({"content": text})]
 
-    def _end(self, end: _End) -> list[ChatCompletionChunk]:
-        out: list[ChatCompletionChunk] = []
+    def _end(self, end: _End) -> list[Chunk]:
+        out: list[Chunk] = []
         finish = end.finish_reason
         if self.mode == "call" and self.buffer:
             call = parse_call(self.buffer, self.plan.tools)
             if call is not None:
                 name, arguments = call
-                tool_call = ChoiceDeltaToolCall(
-                    index=0, id="call_" + uuid.uuid4().hex[:24], type="function",
-                    function=ChoiceDeltaToolCallFunction(name=name, arguments=arguments),
-                )
-                out.append(self.chunk(ChoiceDelta(tool_calls=[tool_call])))
+                out.append(self.chunk({"tool_calls": [{"index": 0, "id": "call_" + uuid.uuid4().hex[:24],
+                                                        "type": "function",
+                                                        "function": {"name": name, "arguments": arguments}}]}))
                 finish = "tool_calls"
             elif self.plan.buffer_all and finish != "length":
-                out.append(self.chunk(ChoiceDelta(content=self.buffer)))  # a JSON answer, not a call
+                out.append(self.chunk({"content": self.buffer}))  # a JSON answer, not a call
             elif finish != "length":
                 raise BackendError("The embedded model produced a malformed tool call.", "server_error")
-        out.append(self.chunk(ChoiceDelta(), finish))
-        usage = CompletionUsage(
-            prompt_tokens=end.prompt_tokens, completion_tokens=end.completion_tokens,
-            total_tokens=end.prompt_tokens + end.completion_tokens,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=max(end.cached_tokens, 0)),
-        )
-        out.append(ChatCompletionChunk(id=self.id, object="chat.completion.chunk", created=self.created,
-                                       model=self.model, choices=[], usage=usage))
+        out.append(self.chunk({}, finish))
+        usage: Usage = {"prompt_tokens": end.prompt_tokens, "completion_tokens": end.completion_tokens,
+                        "total_tokens": end.prompt_tokens + end.completion_tokens,
+                        "prompt_tokens_details": {"cached_tokens": max(end.cached_tokens, 0)}}
+        out.append(make_chunk(self.id, self.created, self.model, usage=usage))
         return out

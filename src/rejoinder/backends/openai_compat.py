@@ -1,12 +1,12 @@
 """Any OpenAI-compatible ``/v1/chat/completions`` endpoint: OpenAI, vLLM, Ollama, llama.cpp server.
 
 The call is one aiohttp request on a pooled keep-alive connection. Its SSE body is read in blocks
-(whatever arrived together is one batch) and each chunk is validated into the SDK's own
-``ChatCompletionChunk`` by pydantic-core. The ``openai`` client was measured in the way: its
+(whatever arrived together is one batch) and each chunk is validated by pydantic-core into the
+typed dicts of ``chunk.py``. The ``openai`` client was measured in the way: its
 request building, its httpx2 layer over the same aiohttp transport, and its line decoding cost
 ~0.9 ms of server CPU a turn (bench/bench_core.py: 4.5 -> 3.5 ms), more than Rejoinder's own work
 on a short answer now is. What the client gave besides (auth header, base URL, status errors) is
-the few lines below; the SDK's types still define every chunk.
+the few lines below.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pydantic
-from openai.types.chat import ChatCompletionChunk
 
 from rejoinder import __version__
+from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_json
 from rejoinder.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -49,20 +48,13 @@ def transport_error(exc: BaseException) -> BackendError:
     return BackendError("The model backend failed.", "server_error")
 
 
-def parse_chunk(data: str | bytes) -> ChatCompletionChunk:
-    """Validate strictly (fast, in pydantic-core); fall back to the SDK's lenient build for servers
-    whose chunks bend the schema (an empty ``finish_reason``, a missing ``created``...). An
-    ``{"error": ...}`` payload, which some servers send mid-stream, fails the backend call."""
+def parse_chunk(data: str | bytes) -> Chunk:
+    """One chunk, validated (``chunk.py``). An ``{"error": ...}`` payload, which some servers send
+    mid-stream, or a chunk whose fields Rejoinder reads have the wrong types, fails the call."""
     try:
-        return ChatCompletionChunk.model_validate_json(data)
-    except pydantic.ValidationError:
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            payload = None
-        if not isinstance(payload, dict) or payload.get("error"):
-            raise BackendError("The model backend reported an error mid-stream.", "server_error") from None
-        return ChatCompletionChunk.construct(**payload)
+        return chunk_from_json(data)
+    except MalformedChunk as exc:
+        raise BackendError(str(exc), "server_error") from None
 
 
 class SSEReader:
@@ -93,17 +85,17 @@ class ChunkReader:
         self.done = False
         self.error: BackendError | None = None
 
-    def feed(self, block: bytes) -> list[ChatCompletionChunk]:
+    def feed(self, block: bytes) -> list[Chunk]:
         lines = (self.tail + block).split(b"\n") if self.tail else block.split(b"\n")
         self.tail = lines.pop()  # an incomplete last line waits for the next block
         return self._parse(lines)
 
-    def end(self) -> list[ChatCompletionChunk]:
+    def end(self) -> list[Chunk]:
         lines, self.tail = [self.tail, b""], b""
         return self._parse(lines)
 
-    def _parse(self, lines: list[bytes]) -> list[ChatCompletionChunk]:
-        chunks: list[ChatCompletionChunk] = []
+    def _parse(self, lines: list[bytes]) -> list[Chunk]:
+        chunks: list[Chunk] = []
         for line in lines:
             data = self.events.feed(line)
             if data is None or self.done:
@@ -149,7 +141,7 @@ class OpenAICompatBackend:
             )
         return self._session
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
         try:
             async with self._client().post(self.url, data=orjson.dumps(body), headers=self.headers,
                                            proxy=self.proxy) as response:

@@ -17,9 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from openai.types.chat import ChatCompletionChunk
-
 from rejoinder.backends.base import ChatBackend
+from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_python
 from rejoinder.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -121,14 +120,12 @@ class RecordingStore:
         scored.sort(reverse=True)
         return [f"{name} ({ratio:.2f})" for ratio, name in scored[:n]]
 
-    def write(self, body: dict[str, Any], test_id: str | None, url: str, chunks: list[ChatCompletionChunk]) -> Path:
+    def write(self, body: dict[str, Any], test_id: str | None, url: str, chunks: list[Chunk]) -> Path:
         digest = request_hash(body, test_id)
         self.directory.mkdir(parents=True, exist_ok=True)
         recorded = []
         for chunk in chunks:
-            data = chunk.model_dump(mode="json")
-            data["id"] = f"rec-{digest[:12]}"
-            data["created"] = 0
+            data = {**chunk, "id": f"rec-{digest[:12]}", "created": 0}
             recorded.append({"__type__": "openai.types.chat.chat_completion_chunk.ChatCompletionChunk",
                              "__data__": data})
         path = self.directory / f"{digest}.json"
@@ -149,7 +146,7 @@ class RecordingStore:
         return path
 
 
-def _chunks_of(recording: dict[str, Any]) -> list[ChatCompletionChunk]:
+def _chunks_of(recording: dict[str, Any]) -> list[Chunk]:
     mapping = recording.get("id_normalization_mapping") or {}
     body = recording["response"]["body"]
     if mapping:
@@ -159,7 +156,10 @@ def _chunks_of(recording: dict[str, Any]) -> list[ChatCompletionChunk]:
         body = json.loads(text)
     if not isinstance(body, list):
         body = [body]
-    return [ChatCompletionChunk.model_validate(entry["__data__"]) for entry in body]
+    try:
+        return [chunk_from_python(entry["__data__"]) for entry in body]
+    except MalformedChunk as exc:
+        raise BackendError(f"A recording holds a malformed chunk: {exc}", "server_error") from None
 
 
 class RecordingBackend:
@@ -172,7 +172,7 @@ class RecordingBackend:
         self.url = url
         self.last_match: str | None = None
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[ChatCompletionChunk]]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
         test_id = current_test_id.get()
         if self.mode in ("replay", "record-if-missing"):
             found = self.store.find(body, test_id)
@@ -190,7 +190,7 @@ class RecordingBackend:
                 )
         if self.inner is None:
             raise BackendError("No upstream backend to record from.", "server_error")
-        chunks: list[ChatCompletionChunk] = []
+        chunks: list[Chunk] = []
         async for batch in self.inner.stream(body):
             chunks.extend(batch)
             yield batch

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from openai.types.chat import ChatCompletionChunk
-from openai.types.completion_usage import CompletionUsage
+from rejoinder.backends import chunk as wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,34 +38,47 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    usage: CompletionUsage
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
 
 
 Delta = TextDelta | ReasoningDelta | RefusalDelta | ToolCallDelta | Finish | Usage
 
 
-def deltas(chunk: ChatCompletionChunk) -> Iterator[Delta]:
-    if chunk.usage is not None:
-        yield Usage(chunk.usage)
-    for choice in chunk.choices[:1]:
-        d = choice.delta
-        # Reasoning text is no field of the SDK's type: servers add it as an extra field. Read the
-        # extras dict, as a missing attribute costs pydantic an exception on every chunk.
-        extra = d.model_extra or {}
-        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+def _usage(u: wire.Usage) -> Usage:
+    prompt = u.get("prompt_tokens_details") or {}
+    completion = u.get("completion_tokens_details") or {}
+    return Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0, prompt.get("cached_tokens") or 0,
+                 completion.get("reasoning_tokens") or 0)
+
+
+def deltas(chunk: wire.Chunk) -> Iterator[Delta]:
+    usage = chunk.get("usage")
+    if usage is not None:
+        yield _usage(usage)
+    choices = chunk.get("choices")
+    if not choices:
+        return
+    choice = choices[0]
+    d = choice.get("delta")
+    if d:
+        reasoning = d.get("reasoning_content") or d.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             yield ReasoningDelta(reasoning)
-        if d.content:
-            yield TextDelta(d.content)
-        if d.refusal:
-            yield RefusalDelta(d.refusal)
-        for call in d.tool_calls or []:
-            fn = call.function
+        if d.get("content"):
+            yield TextDelta(d["content"])  # type: ignore[arg-type]
+        if d.get("refusal"):
+            yield RefusalDelta(d["refusal"])  # type: ignore[arg-type]
+        for position, call in enumerate(d.get("tool_calls") or ()):
+            fn = call.get("function") or {}
+            index = call.get("index")
             yield ToolCallDelta(
-                index=call.index,
-                call_id=call.id,
-                name=fn.name if fn else None,
-                arguments=(fn.arguments or "") if fn else "",
+                index=position if index is None else index,
+                call_id=call.get("id"),
+                name=fn.get("name"),
+                arguments=fn.get("arguments") or "",
             )
-        if choice.finish_reason:
-            yield Finish(choice.finish_reason)
+    if choice.get("finish_reason"):
+        yield Finish(choice["finish_reason"])  # type: ignore[arg-type]

@@ -57,9 +57,27 @@ class _Turn:
 class Persistence:
     """Where a run commits its state; the HTTP layer provides the store-backed one."""
 
+    def writes_at_start(self, plan: RunPlan) -> bool:
+        """Whether ``started`` writes anything (the run overlaps that write with the model's request)."""
+        return False
+
     async def started(self, plan: RunPlan) -> None: ...
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None: ...
+
+
+async def _let_run(task: asyncio.Future[Any], steps: int = 3) -> None:
+    """Give a just-started task a few loop turns: enough to put a request on the wire."""
+    for _ in range(steps):
+        if task.done():
+            return
+        await asyncio.sleep(0)
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 class ResponseRun:
@@ -77,6 +95,7 @@ class ResponseRun:
         self._server_calls = 0  # server-side calls started; max_tool_calls bounds it
         self._max_server_calls: int | None = plan.params.get("max_tool_calls")
         self.cancel_requested = False  # set before cancelling the task that drives events()
+        self._hold: asyncio.Event | None = None  # set once the start row is written (see events())
 
     # -- the event stream ------------------------------------------------------------------
 
@@ -84,13 +103,34 @@ class ResponseRun:
         """The response's events, in order, in non-empty batches."""
         st = self.state
         committed = False
+        work = self._work()
+        first: asyncio.Future[list[Event]] | None = None
+        head = [st.created(), st.in_progress(), *self._listings()]  # not sent before the start write
         try:
-            await self.persistence.started(self.plan)
-            yield [st.created(), st.in_progress(), *self._listings()]
+            if self.persistence.writes_at_start(self.plan) and not self.plan.approved:
+                # The model's request leaves first, so the upstream works while the start row is
+                # written. Its answer waits for the write (``_hold``): if the write fails, no event
+                # beyond the head exists, and the failure follows it in sequence.
+                self._hold = asyncio.Event()
+                first = asyncio.ensure_future(anext(work))
+                await _let_run(first)
+                try:
+                    await self.persistence.started(self.plan)
+                except BaseException:
+                    await _cancel(first)
+                    raise
+                self._hold.set()
+            else:
+                await self.persistence.started(self.plan)
+            yield head
+            head = []
             try:
-                async for batch in self._run_approved():
-                    yield batch
-                async for batch in self._iterate():
+                if first is not None:
+                    try:
+                        yield await first
+                    except StopAsyncIteration:
+                        pass
+                async for batch in work:
                     yield batch
                 reason = st.response.get("incomplete_details")
                 terminal = st.incomplete(reason["reason"]) if reason else st.completed()
@@ -116,9 +156,19 @@ class ResponseRun:
             log.exception("response %s failed", self.plan.response_id)
             terminal = st.failed("server_error", "The server had an error while processing the response.")
             await self.persistence.finished(self.plan, st.response)
-            yield [terminal]
+            yield [*head, terminal]  # a stream always opens with response.created
         finally:
+            if first is not None:
+                await _cancel(first)  # the run was cancelled while it waited
+            await work.aclose()
             self.plan.sessions.close_soon()
+
+    async def _work(self) -> AsyncIterator[list[Event]]:
+        """Everything between ``in_progress`` and the terminal event."""
+        async for batch in self._run_approved():
+            yield batch
+        async for batch in self._iterate():
+            yield batch
 
     # -- MCP tool listings and approved calls -------------------------------------------------
 
@@ -199,6 +249,9 @@ class ResponseRun:
         self._calls = {}
         self._open_call = None
         async for chunks in plan.route.backend.stream(body):
+            if self._hold is not None:
+                await self._hold.wait()
+                self._hold = None
             events: list[Event] = []
             for chunk in chunks:
                 for delta in C.deltas(chunk):
@@ -251,10 +304,7 @@ class ResponseRun:
         if isinstance(delta, C.Finish):
             turn.finish_reason = delta.reason
         elif isinstance(delta, C.Usage):
-            u = delta.usage
-            cached = (u.prompt_tokens_details.cached_tokens or 0) if u.prompt_tokens_details else 0
-            reasoning = (u.completion_tokens_details.reasoning_tokens or 0) if u.completion_tokens_details else 0
-            st.add_usage(u.prompt_tokens or 0, u.completion_tokens or 0, cached, reasoning)
+            st.add_usage(delta.prompt_tokens, delta.completion_tokens, delta.cached_tokens, delta.reasoning_tokens)
         return []
 
     def _on_tool_delta(self, delta: C.ToolCallDelta) -> list[Event]:

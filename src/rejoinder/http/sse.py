@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from rejoinder.engine.events import Event
+from rejoinder.engine.events import TERMINAL_EVENT_TYPES, Event
 
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -17,9 +17,10 @@ def encode(event: Event) -> bytes:
     return b"event: " + event.type.encode() + b"\ndata: " + event.data + b"\n\n"
 
 
-async def _frames(batches: AsyncIterator[list[Event]]) -> AsyncGenerator[bytes, None]:
+async def _frames(batches: AsyncIterator[list[Event]]) -> AsyncGenerator[tuple[bytes, bool], None]:
+    """Each batch framed, and whether it ends the stream (a terminal event is the last event)."""
     async for batch in batches:
-        yield b"".join([encode(event) for event in batch])
+        yield b"".join([encode(event) for event in batch]), batch[-1].type in TERMINAL_EVENT_TYPES
 
 
 async def _disconnect(receive: Receive) -> None:
@@ -30,22 +31,34 @@ async def _disconnect(receive: Receive) -> None:
 class _EventStreamResponse(StreamingResponse):
     """Starlette's StreamingResponse without its per-response anyio task group (a measurable share
     of a short streamed turn): a plain task watches for the client leaving, and the stream stops
-    at the next batch after it left. The run itself goes on regardless (ResponsesService.stream)."""
+    at the next batch after it left. The run itself goes on regardless (ResponsesService.stream).
 
-    def __init__(self, frames: AsyncGenerator[bytes, None]):
+    Each write to the client's socket wakes the client, and on these small VMs a wake-up of a
+    process on the other vCPU costs more than the write itself. So the headers go out with the first
+    batch (``response.created``), not before it, and the batch with the terminal event also ends
+    the chunked body: two wake-ups fewer a turn."""
+
+    def __init__(self, frames: AsyncGenerator[tuple[bytes, bool], None]):
         super().__init__(frames, media_type="text/event-stream", headers=_HEADERS)
         self.frames = frames
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gone = asyncio.ensure_future(_disconnect(receive))
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for chunk in self.frames:
+            started = False
+            async for chunk, last in self.frames:
                 if gone.done():
-                    break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            else:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+                if not started:
+                    await send({"type": "http.response.start", "status": self.status_code,
+                                "headers": self.raw_headers})
+                    started = True
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if last:
+                    return
+            if not started:
+                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             gone.cancel()
             await self.frames.aclose()

@@ -41,8 +41,11 @@ class StorePersistence(Persistence):
         self.already_created = already_created
         self.write_once = write_once and not already_created
 
+    def writes_at_start(self, plan: RunPlan) -> bool:
+        return plan.store and not self.already_created and not self.write_once
+
     async def started(self, plan: RunPlan) -> None:
-        if plan.store and not self.already_created and not self.write_once:
+        if self.writes_at_start(plan):
             await self.responses.create(plan.response, plan.owner, plan.input_items)
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from rejoinder.store import conversations as conv_store
 from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps, loads
 from rejoinder.store.pagination import Order, Page, page_of, paginate
+from rejoinder.store.prepared import Prepared
 from rejoinder.store.schema import response_events, response_items, responses
 
 ACTIVE_STATUSES = ("queued", "in_progress")
@@ -51,15 +52,22 @@ def _row_values(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The statements a turn writes, built once: a statement built per call (``.values(**row)``) spent
-# ~200 µs of a ~300 µs transaction coercing values and computing its cache key.
-_INSERT_RESPONSE = insert(responses)
-_INSERT_ITEMS = insert(response_items)
-_FINISH = update(responses).where(responses.c.id == bindparam("b_id"))
-_FINISH_IF_ACTIVE = _FINISH.where(responses.c.status.in_(bindparam("b_allowed", expanding=True)))
-_DELETE_OUTPUT = delete(response_items).where(
-    response_items.c.response_id == bindparam("b_id"), response_items.c.kind == "output"
+# The statements a turn writes, built once and run on SQLite's cursor (see ``prepared.py``).
+_RESPONSE_COLUMNS = ("id", "owner", "request", "lease_owner", "lease_expires_at", "cancel_requested", "status",
+                     "model", "created_at", "previous_response_id", "conversation_id", "background", "body")
+_INSERT_RESPONSE = Prepared(insert(responses), _RESPONSE_COLUMNS)
+_INSERT_ITEMS = Prepared(insert(response_items), ("response_id", "kind", "position", "item_id", "data"))
+_FINISH_COLUMNS = ("lease_owner", "lease_expires_at", "status", "model", "created_at", "previous_response_id",
+                   "conversation_id", "background", "body")
+_FINISH = Prepared(update(responses).where(responses.c.id == bindparam("b_id")), _FINISH_COLUMNS)
+# Only while the row is in one of the statuses a0..a2 (a set of fewer is padded by repeating one).
+_FINISH_IF_ACTIVE = Prepared(
+    update(responses).where(responses.c.id == bindparam("b_id"),
+                            responses.c.status.in_([bindparam("a0"), bindparam("a1"), bindparam("a2")])),
+    _FINISH_COLUMNS,
 )
+_DELETE_OUTPUT = Prepared(delete(response_items).where(response_items.c.response_id == bindparam("b_id"),
+                                                       response_items.c.kind == bindparam("b_kind")))
 
 
 def _response_row(body: dict[str, Any], owner: str, request: dict[str, Any] | None = None,
@@ -77,7 +85,7 @@ def _item_rows(response_id: str, kind: str, items: list[dict[str, Any]]) -> list
 
 def _insert_items(conn: Connection, response_id: str, kind: str, items: list[dict[str, Any]]) -> None:
     if items:
-        conn.execute(_INSERT_ITEMS, _item_rows(response_id, kind, items))
+        _INSERT_ITEMS.executemany(conn, _item_rows(response_id, kind, items))
 
 
 def _store_outcome(conn: Connection, body: dict[str, Any], conversation: ConversationAppend | None,
@@ -86,7 +94,7 @@ def _store_outcome(conn: Connection, body: dict[str, Any], conversation: Convers
     both), and what it appends to its conversation."""
     rows = _item_rows(body["id"], "input", input_items or []) + _item_rows(body["id"], "output", body["output"])
     if rows:
-        conn.execute(_INSERT_ITEMS, rows)
+        _INSERT_ITEMS.executemany(conn, rows)
     if conversation is not None:
         conv_store.append_items(conn, conversation.conversation_id, conversation.items)
         conv_store.release_lock(conn, conversation.conversation_id, conversation.lock_holder)
@@ -157,8 +165,10 @@ class ResponseStore:
         if not leased:
             lease_owner = lease_expires_at = None
 
+        row = _response_row(body, owner, request, lease_owner, lease_expires_at)  # as it is now
+
         def txn(conn: Connection) -> None:
-            conn.execute(_INSERT_RESPONSE, _response_row(body, owner, request, lease_owner, lease_expires_at))
+            _INSERT_RESPONSE.execute(conn, row)
             _insert_items(conn, body["id"], "input", input_items)
             if events:
                 conn.execute(
@@ -188,12 +198,13 @@ class ResponseStore:
             values = {"b_id": response_id, "lease_owner": None, "lease_expires_at": None, **_row_values(body)}
             if only_if_active:
                 allowed = (*ACTIVE_STATUSES, "cancelled") if body["status"] == "cancelled" else ACTIVE_STATUSES
-                result = conn.execute(_FINISH_IF_ACTIVE, {**values, "b_allowed": list(allowed)})
+                changed = _FINISH_IF_ACTIVE.execute(conn, {**values, "a0": allowed[0], "a1": allowed[1],
+                                                           "a2": allowed[-1]})
             else:
-                result = conn.execute(_FINISH, values)
-            if result.rowcount == 0:
+                changed = _FINISH.execute(conn, values)
+            if changed == 0:
                 return False
-            conn.execute(_DELETE_OUTPUT, {"b_id": response_id})
+            _DELETE_OUTPUT.execute(conn, {"b_id": response_id, "b_kind": "output"})
             _store_outcome(conn, body, conversation)
             return True
 
@@ -212,7 +223,7 @@ class ResponseStore:
         before it ends (see ``StorePersistence``)."""
 
         def txn(conn: Connection) -> None:
-            conn.execute(_INSERT_RESPONSE, _response_row(body, owner))
+            _INSERT_RESPONSE.execute(conn, _response_row(body, owner))
             _store_outcome(conn, body, conversation, input_items)
 
         await self.db.write(txn, inline=True)
