@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rejoinder.backends import chunk as wire
@@ -54,31 +53,38 @@ def _usage(u: wire.Usage) -> Usage:
                  completion.get("reasoning_tokens") or 0)
 
 
-def deltas(chunk: wire.Chunk) -> Iterator[Delta]:
+def deltas(chunk: wire.Chunk) -> list[Delta]:
+    """A chunk's deltas, in the order the engine applies them (a list: a generator cost more than
+    the work on the common one-piece chunk)."""
     usage = chunk.get("usage")
-    if usage is not None:
-        yield _usage(usage)
+    out: list[Delta] = [] if usage is None else [_usage(usage)]
     choices = chunk.get("choices")
     if not choices:
-        return
+        return out
     choice = choices[0]
     d = choice.get("delta")
     if d:
         reasoning = d.get("reasoning_content") or d.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            yield ReasoningDelta(reasoning)
-        if d.get("content"):
-            yield TextDelta(d["content"])  # type: ignore[arg-type]
-        if d.get("refusal"):
-            yield RefusalDelta(d["refusal"])  # type: ignore[arg-type]
-        for position, call in enumerate(d.get("tool_calls") or ()):
-            fn = call.get("function") or {}
-            index = call.get("index")
-            yield ToolCallDelta(
-                index=position if index is None else index,
-                call_id=call.get("id"),
-                name=fn.get("name"),
-                arguments=fn.get("arguments") or "",
-            )
-    if choice.get("finish_reason"):
-        yield Finish(choice["finish_reason"])  # type: ignore[arg-type]
+        if reasoning and isinstance(reasoning, str):
+            out.append(ReasoningDelta(reasoning))
+        content = d.get("content")
+        if content:
+            out.append(TextDelta(content))
+        refusal = d.get("refusal")
+        if refusal:
+            out.append(RefusalDelta(refusal))
+        calls = d.get("tool_calls")
+        if calls:
+            for position, call in enumerate(calls):
+                fn = call.get("function") or {}
+                index = call.get("index")
+                out.append(ToolCallDelta(
+                    index=position if index is None else index,
+                    call_id=call.get("id"),
+                    name=fn.get("name"),
+                    arguments=fn.get("arguments") or "",
+                ))
+    finish = choice.get("finish_reason")
+    if finish:
+        out.append(Finish(finish))
+    return out
