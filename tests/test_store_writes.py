@@ -331,3 +331,48 @@ def test_prepared_statements_get_every_parameter_they_name() -> None:
     finish = {"b_id", "lease_owner", "lease_expires_at", *R._row_values(body)}
     assert finish == R._FINISH.parameters
     assert finish | {"a0", "a1", "a2"} == R._FINISH_IF_ACTIVE.parameters
+
+
+def test_a_failed_inline_commit_leaves_nothing_open(tmp_path: Path) -> None:
+    """If COMMIT itself fails on the loop's connection, the write is rolled back and the next one
+    starts cleanly (a transaction left open would fail every later turn)."""
+    from rejoinder.store.responses import _INSERT_RESPONSE, _response_row
+    from rejoinder.store.schema import responses
+
+    class FailingCommit:
+        """The driver connection, with its next COMMIT failing."""
+
+        def __init__(self, raw: Any) -> None:
+            self.raw = raw
+            self.fail = True
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.raw, name)
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql == "COMMIT" and self.fail:
+                self.fail = False
+                raise __import__("sqlite3").OperationalError("disk I/O error")
+            return self.raw.execute(sql, *args)
+
+    def insert_response(rid: str) -> Any:
+        body = {"id": rid, "status": "completed", "model": "m", "created_at": 1.0}
+        return lambda conn: _INSERT_RESPONSE.execute(conn, _response_row(body, "o"))
+
+    async def main() -> None:
+        db = Database(f"sqlite:///{tmp_path / 'commit.db'}")
+        try:
+            await migrate(db)
+            await db.write(insert_response("resp_0"), inline=True)  # opens the loop's connection
+            assert db._inline is not None
+            db._inline._raw = FailingCommit(db._inline._raw)
+            with pytest.raises(Exception, match="disk I/O"):
+                await db.write(insert_response("resp_1"), inline=True)
+            await db.write(insert_response("resp_2"), inline=True)
+            ids = await db.read(lambda conn: [r.id for r in conn.execute(select(responses.c.id).order_by(
+                responses.c.id))])
+            assert ids == ["resp_0", "resp_2"]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())

@@ -136,16 +136,18 @@ class _InlineWriter:
             raise
         try:
             result = fn(conn)
+            if conn.in_transaction():
+                conn.commit()
+            else:
+                raw.execute("COMMIT")
         except BaseException:
+            # Whatever failed (a statement, or the commit itself), nothing stays open on this
+            # connection: the next turn's BEGIN must find it idle.
             if conn.in_transaction():
                 conn.rollback()
-            else:
+            if raw.in_transaction:
                 raw.execute("ROLLBACK")
             raise
-        if conn.in_transaction():
-            conn.commit()
-        else:
-            raw.execute("COMMIT")
         self.commits += 1
         return True, result
 
