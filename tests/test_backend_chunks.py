@@ -27,7 +27,8 @@ def test_well_formed_chunk_is_kept_whole() -> None:
 
 
 def test_chunk_that_bends_the_schema_is_still_read() -> None:
-    bent = {**CHUNK, "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": ""}]}
+    bent = {**CHUNK, "choices": [{"index": None, "delta": {"content": "x"}, "finish_reason": ""}],
+            "model": None, "id": 7}
     del bent["created"]
     chunk = parse_chunk(json.dumps(bent))
     assert _text(chunk) == "x" and chunk["choices"][0]["finish_reason"] == ""  # type: ignore[index]

@@ -43,7 +43,7 @@ class ChoiceDelta(TypedDict, total=False):
 
 @with_config(_KEEP_EXTRA)
 class Choice(TypedDict, total=False):
-    index: int
+    index: Any  # not read
     delta: ChoiceDelta | None
     finish_reason: str | None
 
@@ -69,10 +69,10 @@ class Usage(TypedDict, total=False):
 
 @with_config(_KEEP_EXTRA)
 class Chunk(TypedDict, total=False):
-    id: str
-    object: str
-    created: int
-    model: str
+    id: Any  # not read, so not checked: kept as sent (a float ``created`` is no reason to fail)
+    object: Any
+    created: Any
+    model: Any
     choices: list[Choice] | None
     usage: Usage | None
     error: Any  # some servers send ``{"error": ...}`` mid-stream

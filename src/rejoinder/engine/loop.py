@@ -67,7 +67,8 @@ class Persistence:
 
 
 async def _let_run(task: asyncio.Future[Any], steps: int = 3) -> None:
-    """Give a just-started task a few loop turns: enough to put a request on the wire."""
+    """Give a just-started task a few loop turns: enough to put a request on the wire (aiohttp on
+    Python 3.11 writes the body from a task of its own, one turn later; the third is slack)."""
     for _ in range(steps):
         if task.done():
             return
@@ -110,7 +111,8 @@ class ResponseRun:
             if self.persistence.writes_at_start(self.plan) and not self.plan.approved:
                 # The model's request leaves first, so the upstream works while the start row is
                 # written. Its answer waits for the write (``_hold``): if the write fails, no event
-                # beyond the head exists, and the failure follows it in sequence.
+                # beyond the head exists, and the failure follows it in sequence. (Approved MCP
+                # calls run before the model and make events at once: no head start for those.)
                 self._hold = asyncio.Event()
                 first = asyncio.ensure_future(anext(work))
                 await _let_run(first)
