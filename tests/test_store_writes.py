@@ -4,6 +4,7 @@ in-memory SQLite, and a clean shutdown. On the suite's storage backend unless no
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -188,8 +189,6 @@ def test_inline_sqlite_write_falls_back_to_the_writer_thread_while_the_lock_is_h
     """A turn's write runs on the event loop only when SQLite's write lock is free; when another
     connection (another process, say) holds it, the write waits on the writer thread instead of
     failing or blocking the loop, and lands once the lock is released."""
-    import sqlite3
-
     path = tmp_path / "busy.db"
 
     async def main() -> None:
@@ -226,8 +225,6 @@ def test_inline_sqlite_write_falls_back_to_the_writer_thread_while_the_lock_is_h
 
 
 def test_inline_sqlite_write_rolls_back_on_error_and_checkpoints(tmp_path: Path) -> None:
-    import sqlite3
-
     from rejoinder.store import db as db_module
 
     path = tmp_path / "inline.db"
@@ -309,7 +306,7 @@ def test_inline_sqlite_transaction_is_the_drivers_and_takes_sqlalchemy_statement
 
             assert await db.read(counts) == (["resp_1", "resp_2"], ["conv_1"])
             # Nothing is left open on the loop's connection: another connection can write at once.
-            other = __import__("sqlite3").connect(path, isolation_level=None, timeout=0)
+            other = sqlite3.connect(path, isolation_level=None, timeout=0)
             other.execute("BEGIN IMMEDIATE")
             assert other.execute(select(func.count()).select_from(responses).compile().string).fetchone() == (2,)
             other.execute("ROLLBACK")
@@ -352,7 +349,7 @@ def test_a_failed_inline_commit_leaves_nothing_open(tmp_path: Path) -> None:
         def execute(self, sql: str, *args: Any) -> Any:
             if sql == "COMMIT" and self.fail:
                 self.fail = False
-                raise __import__("sqlite3").OperationalError("disk I/O error")
+                raise sqlite3.OperationalError("disk I/O error")
             return self.raw.execute(sql, *args)
 
     def insert_response(rid: str) -> Any:

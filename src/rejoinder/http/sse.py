@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from rejoinder.engine.events import TERMINAL_EVENT_TYPES, Event
 
@@ -44,20 +44,20 @@ class _EventStreamResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gone = asyncio.ensure_future(_disconnect(receive))
+        start: Message | None = {"type": "http.response.start", "status": self.status_code,
+                                 "headers": self.raw_headers}
         try:
-            started = False
             async for chunk, last in self.frames:
                 if gone.done():
                     return
-                if not started:
-                    await send({"type": "http.response.start", "status": self.status_code,
-                                "headers": self.raw_headers})
-                    started = True
+                if start is not None:
+                    await send(start)
+                    start = None
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
                 if last:
                     return
-            if not started:
-                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if start is not None:
+                await send(start)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             gone.cancel()

@@ -4,9 +4,9 @@ SQLAlchemy's execution layer (parameter processing, result set-up, event dispatc
 statement than SQLite's own work on a turn's few small rows: ~100 µs of a ~150 µs statement on
 these 2 vCPUs, and a stored turn runs four or five of them on the event loop (see ``db.py``). The
 statements a turn always writes are compiled here, once, to SQLite's SQL with named parameters, and
-executed on the pysqlite connection that SQLAlchemy's transaction already holds, so the transaction,
-its ``BEGIN IMMEDIATE`` and its rollback on error stay SQLAlchemy's. On PostgreSQL the same
-statement objects run through SQLAlchemy as usual.
+executed on the connection's sqlite3 driver, inside whatever transaction is open there: the loop's
+own (``db._InlineWriter``) or, on the writer thread, SQLAlchemy's. Neither commits nor rolls back
+here. On PostgreSQL the same statement objects run through SQLAlchemy as usual.
 
 Only for statements whose every parameter the caller passes by name, and whose column types need no
 conversion on SQLite (text, numbers, booleans): nothing here applies column defaults or type

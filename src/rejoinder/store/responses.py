@@ -39,7 +39,12 @@ class ConversationAppend:
     lock_holder: str
 
 
+# The columns a response's body decides (``_row_values``), set when it is created and when it ends.
+_BODY_COLUMNS = ("status", "model", "created_at", "previous_response_id", "conversation_id", "background", "body")
+
+
 def _row_values(body: dict[str, Any]) -> dict[str, Any]:
+    """The ``_BODY_COLUMNS`` of a response."""
     conversation = body.get("conversation") or {}
     return {
         "status": body["status"],
@@ -53,12 +58,10 @@ def _row_values(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # The statements a turn writes, built once and run on SQLite's cursor (see ``prepared.py``).
-_RESPONSE_COLUMNS = ("id", "owner", "request", "lease_owner", "lease_expires_at", "cancel_requested", "status",
-                     "model", "created_at", "previous_response_id", "conversation_id", "background", "body")
-_INSERT_RESPONSE = Prepared(insert(responses), _RESPONSE_COLUMNS)
+_INSERT_RESPONSE = Prepared(insert(responses), ("id", "owner", "request", "lease_owner", "lease_expires_at",
+                                                "cancel_requested", *_BODY_COLUMNS))
 _INSERT_ITEMS = Prepared(insert(response_items), ("response_id", "kind", "position", "item_id", "data"))
-_FINISH_COLUMNS = ("lease_owner", "lease_expires_at", "status", "model", "created_at", "previous_response_id",
-                   "conversation_id", "background", "body")
+_FINISH_COLUMNS = ("lease_owner", "lease_expires_at", *_BODY_COLUMNS)
 _FINISH = Prepared(update(responses).where(responses.c.id == bindparam("b_id")), _FINISH_COLUMNS)
 # Only while the row is in one of the statuses a0..a2 (a set of fewer is padded by repeating one).
 _FINISH_IF_ACTIVE = Prepared(
