@@ -32,6 +32,7 @@ class Turn:
     break_after: int | None = None  # drop the connection after this many chunks
     usage: tuple[int, int, int] = (10, 5, 0)  # prompt, completion, cached
     delay: float = 0.0  # seconds before each chunk
+    linger: float = 0.0  # seconds between [DONE] and the end of the body
 
 
 def text(t: str, **kw: Any) -> Turn:
@@ -83,6 +84,7 @@ def _split(s: str, size: int = 0) -> list[str]:
 class FakeUpstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.peers: list[int] = []  # the client port of each request: a repeated one is a reused connection
         self.script: deque[Turn] = deque()
         self.responder: Callable[[dict[str, Any]], Turn] | None = None
         self.app = self._build()
@@ -92,6 +94,7 @@ class FakeUpstream:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.peers.clear()
         self.script.clear()
         self.responder = None
 
@@ -111,6 +114,7 @@ class FakeUpstream:
         async def chat(request: Request) -> Any:
             body = await request.json()
             self.requests.append(body)
+            self.peers.append(request.client.port if request.client else 0)
             turn = self._next(body)
             if turn.status != 200:
                 return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
@@ -126,6 +130,8 @@ class FakeUpstream:
                     if STAMP in frame:  # benchmarks: when this chunk left, on the host's monotonic clock
                         frame = frame.replace(STAMP, f"{time.perf_counter():.7f}".encode())
                     yield frame
+                if turn.linger:
+                    await asyncio.sleep(turn.linger)
 
             return StreamingResponse(gen(), media_type="text/event-stream")
 
@@ -135,7 +141,7 @@ class FakeUpstream:
 class ThreadServer:
     """Runs an ASGI app with uvicorn on a loopback port in a background thread."""
 
-    def __init__(self, app: Any, port: int = 0):
+    def __init__(self, app: Any, port: int = 0, http: Any = "auto"):
         import socket
 
         import uvicorn
@@ -145,7 +151,7 @@ class ThreadServer:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, http=http)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

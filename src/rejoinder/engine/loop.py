@@ -57,10 +57,6 @@ class _Turn:
 class Persistence:
     """Where a run commits its state; the HTTP layer provides the store-backed one."""
 
-    def writes_at_start(self, plan: RunPlan) -> bool:
-        """Whether ``started`` writes anything (the run overlaps that write with the model's request)."""
-        return False
-
     async def started(self, plan: RunPlan) -> None: ...
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None: ...
@@ -106,24 +102,26 @@ class ResponseRun:
         committed = False
         work = self._work()
         first: asyncio.Future[list[Event]] | None = None
-        head = [st.created(), st.in_progress(), *self._listings()]  # not sent before the start write
+        head: list[Event] = []
         try:
-            if self.persistence.writes_at_start(self.plan) and not self.plan.approved:
-                # The model's request leaves first, so the upstream works while the start row is
-                # written. Its answer waits for the write (``_hold``): if the write fails, no event
-                # beyond the head exists, and the failure follows it in sequence. (Approved MCP
-                # calls run before the model and make events at once: no head start for those.)
+            if not self.plan.approved:
+                # The model's request leaves first: the head events are made, and the start row
+                # written, while the upstream works. Its answer waits for them (``_hold``): if the
+                # write fails, no event beyond the head exists, and the failure follows it in
+                # sequence. (Approved MCP calls run before the model and make events at once: no
+                # head start for those.)
                 self._hold = asyncio.Event()
                 first = asyncio.ensure_future(anext(work))
                 await _let_run(first)
-                try:
-                    await self.persistence.started(self.plan)
-                except BaseException:
-                    await _cancel(first)
-                    raise
-                self._hold.set()
-            else:
+            head = [st.created(), st.in_progress(), *self._listings()]
+            try:
                 await self.persistence.started(self.plan)
+            except BaseException:
+                if first is not None:
+                    await _cancel(first)
+                raise
+            if self._hold is not None:
+                self._hold.set()
             yield head
             head = []
             try:

@@ -71,16 +71,20 @@ class CreateResponseEndpoint:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response: Response | None
         try:
-            response = await self._create(scope, receive)
+            response = await self._create(scope, receive, send)
         except APIError as exc:
             response = error_response(exc)
         except Exception:
             log.exception("unhandled error")
             response = unexpected_error_response()
-        await response(scope, receive, send)
+        if response is not None:
+            await response(scope, receive, send)
 
-    async def _create(self, scope: Scope, receive: Receive) -> Response:
+    async def _create(self, scope: Scope, receive: Receive, send: Send) -> Response | None:
+        """The reply to send; None when the response was sent already (a run that is not streamed
+        replies from its own task, see ``ResponsesService.create``)."""
         services = self.app.state.services
         owner = principal_of(services.settings.api_keys, Headers(scope=scope).get("authorization"))
         raw = parse_json_body(await read_body(receive))
@@ -93,7 +97,12 @@ class CreateResponseEndpoint:
             return JSONBody(accepted)
         if req.stream:
             return sse_response(await services.responses.stream(req, owner))
-        return JSONBody(await services.responses.create(req, owner))
+
+        async def reply(body: dict[str, Any]) -> None:
+            await JSONBody(body)(scope, receive, send)
+
+        await services.responses.create(req, owner, reply)
+        return None
 
 
 class RejoinderApp(FastAPI):

@@ -45,7 +45,8 @@ from rejoinder.errors import APIError, InvalidRequest, not_found
 from rejoinder.services.persistence import conversation_append
 from rejoinder.services.responses import ResponsesService
 from rejoinder.store.leases import LeaseStore
-from rejoinder.store.responses import ACTIVE_STATUSES, ConversationAppend, ResponseStore
+from rejoinder.store.responses import ConversationAppend, ResponseStore
+from rejoinder.store.schema import ACTIVE_STATUSES
 
 log = logging.getLogger(__name__)
 

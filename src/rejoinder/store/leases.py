@@ -23,8 +23,7 @@ from rejoinder.errors import InvalidRequest
 from rejoinder.store import conversations as conv_store
 from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps, loads
-from rejoinder.store.responses import ACTIVE_STATUSES
-from rejoinder.store.schema import conversations, responses
+from rejoinder.store.schema import ACTIVE, ACTIVE_STATUSES, conversations, responses
 
 INTERRUPTED = "The response was interrupted before it finished: the server running it stopped."
 
@@ -62,7 +61,7 @@ class LeaseStore:
         """A cheap read before taking a write lock: SQLite has one writer for the whole file."""
         query = (
             select(responses.c.id)
-            .where(responses.c.status == "queued", responses.c.background.is_(True),
+            .where(ACTIVE, responses.c.status == "queued", responses.c.background.is_(True),
                    responses.c.lease_owner.is_(None))
             .limit(1)
         )
@@ -74,7 +73,7 @@ class LeaseStore:
             return []
         pick = _locking(self.db, (
             select(responses.c.id)
-            .where(responses.c.status == "queued", responses.c.background.is_(True),
+            .where(ACTIVE, responses.c.status == "queued", responses.c.background.is_(True),
                    responses.c.lease_owner.is_(None))
             .order_by(responses.c.seq).limit(limit)
         ))
@@ -95,7 +94,7 @@ class LeaseStore:
         turn that runs longer than ``conversation_lock_seconds`` keeps its conversation); returns
         how many rows it holds."""
         def txn(conn: Connection) -> int:
-            mine = and_(responses.c.lease_owner == self.owner, responses.c.status.in_(ACTIVE_STATUSES))
+            mine = and_(ACTIVE, responses.c.lease_owner == self.owner)
             held = conn.execute(update(responses).where(mine).values(lease_expires_at=self.expiry())).rowcount
             if held:
                 running = select(responses.c.id).where(mine, responses.c.conversation_id.is_not(None))
@@ -195,7 +194,7 @@ class LeaseStore:
         query = _locking(self.db, (
             select(responses.c.id, responses.c.status, responses.c.background, responses.c.body,
                    responses.c.conversation_id, responses.c.lease_owner)
-            .where(responses.c.status.in_(ACTIVE_STATUSES), condition).limit(limit)
+            .where(ACTIVE, condition).limit(limit)
         ))
 
         def txn(conn: Connection) -> Recovered:

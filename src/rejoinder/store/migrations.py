@@ -17,8 +17,18 @@ from rejoinder.store.db import Database
 
 Step = Callable[[Connection], None]
 
+
+def _v2_fewer_index_writes(conn: Connection) -> None:
+    """Fewer B-trees written per stored turn: the status index keeps only active responses
+    (``schema.ACTIVE``), and the (response, kind, item id) index goes; the one lookup by item id
+    (``input_items?after=``) reads within a response's own primary-key range."""
+    conn.execute(text("DROP INDEX IF EXISTS ix_response_items_item"))
+    conn.execute(text("DROP INDEX IF EXISTS ix_responses_status"))
+    next(ix for ix in schema.responses.indexes if ix.name == "ix_responses_active").create(conn)
+
+
 # version -> step that upgrades version-1 to version
-STEPS: dict[int, Step] = {}
+STEPS: dict[int, Step] = {2: _v2_fewer_index_writes}
 
 _ADVISORY_LOCK_KEY = 0x72656A6F  # "rejo"
 

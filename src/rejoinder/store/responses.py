@@ -18,9 +18,7 @@ from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps, loads
 from rejoinder.store.pagination import Order, Page, page_of, paginate
 from rejoinder.store.prepared import Prepared
-from rejoinder.store.schema import response_events, response_items, responses
-
-ACTIVE_STATUSES = ("queued", "in_progress")
+from rejoinder.store.schema import ACTIVE_STATUSES, response_events, response_items, responses
 
 
 @dataclass

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 
 metadata = MetaData()
@@ -44,7 +45,15 @@ responses = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
 )
 Index("ix_responses_owner_seq", responses.c.owner, responses.c.seq)
-Index("ix_responses_status", responses.c.status)
+
+# A response is active while queued or in progress. Only active rows have an entry in this partial
+# index, which the background queue and lease recovery search: a turn stored once finished (the
+# common case) writes no entry, and a streamed one drops its entry when it ends. The queries that
+# search it carry ``ACTIVE`` word for word, constants included: SQLite uses a partial index only
+# for a query that repeats its condition (a bound parameter does not count).
+ACTIVE_STATUSES = ("queued", "in_progress")
+ACTIVE = responses.c.status.in_([literal_column(f"'{status}'") for status in ACTIVE_STATUSES])
+Index("ix_responses_active", responses.c.status, sqlite_where=ACTIVE, postgresql_where=ACTIVE)
 
 response_items = Table(
     "response_items",
@@ -55,7 +64,6 @@ response_items = Table(
     Column("item_id", String(120), nullable=False),
     Column("data", Text, nullable=False),
 )
-Index("ix_response_items_item", response_items.c.response_id, response_items.c.kind, response_items.c.item_id)
 
 conversations = Table(
     "conversations",
@@ -88,4 +96,4 @@ response_events = Table(
     Column("data", Text, nullable=False),
 )
 
-LATEST_VERSION = 1
+LATEST_VERSION = 2
