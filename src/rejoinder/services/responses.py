@@ -41,7 +41,7 @@ class ResponsesService:
         self.conversations = conversations
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def start(self, req: CreateResponse, owner: str, *, write_once: bool = False) -> ResponseRun:
+    async def start(self, req: CreateResponse, owner: str) -> ResponseRun:
         """Take the conversation's lock, then prepare the run (all 4xx checks happen there).
 
         The lock comes first so the context is read after the previous turn committed: a turn
@@ -61,8 +61,8 @@ class ResponsesService:
             if conversation_id:
                 await self.conversations.unlock(conversation_id, response_id)
             raise
-        return ResponseRun(plan, StorePersistence(self.responses, self.conversations, write_once=write_once),
-                           self.settings.max_tool_iterations)
+        persistence = StorePersistence(self.responses, self.conversations)
+        return ResponseRun(plan, persistence, self.settings.max_tool_iterations)
 
     async def create(self, req: CreateResponse, owner: str,
                      reply: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -72,9 +72,7 @@ class ResponsesService:
         ``reply`` is called from that task, right after the commit: handing the result back to
         the request's task first took two more passes of the event loop (~40 µs a turn).
         """
-        # A conversation turn is stored at start all the same: its row is what crash recovery
-        # finds to release the conversation's lock if this replica dies mid-turn.
-        run = await self.start(req, owner, write_once=conversation_id_of(req) is None)
+        run = await self.start(req, owner)
 
         async def run_and_reply() -> None:
             await reply(await fold(run))

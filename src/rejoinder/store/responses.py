@@ -1,7 +1,7 @@
 """Responses and their input/output items.
 
 A response is written twice: once when it starts (status ``in_progress``, with its input items) so
-that ``GET`` finds it while it streams, and once when it ends, in the same transaction as its
+that ``GET`` finds it while it runs, and once when it ends, in the same transaction as its
 output items and its conversation append, before the terminal event is sent.
 """
 
@@ -89,13 +89,9 @@ def _insert_items(conn: Connection, response_id: str, kind: str, items: list[dic
         _INSERT_ITEMS.executemany(conn, _item_rows(response_id, kind, items))
 
 
-def _store_outcome(conn: Connection, body: dict[str, Any], conversation: ConversationAppend | None,
-                   input_items: list[dict[str, Any]] | None = None) -> None:
-    """A finished response's output items (after its input items, when given: one statement for
-    both), and what it appends to its conversation."""
-    rows = _item_rows(body["id"], "input", input_items or []) + _item_rows(body["id"], "output", body["output"])
-    if rows:
-        _INSERT_ITEMS.executemany(conn, rows)
+def _store_outcome(conn: Connection, body: dict[str, Any], conversation: ConversationAppend | None) -> None:
+    """A finished response's output items, and what it appends to its conversation."""
+    _insert_items(conn, body["id"], "output", body["output"])
     if conversation is not None:
         conv_store.append_items(conn, conversation.conversation_id, conversation.items)
         conv_store.release_lock(conn, conversation.conversation_id, conversation.lock_holder)
@@ -210,24 +206,6 @@ class ResponseStore:
             return True
 
         return await self.db.write(txn, inline=True)
-
-    async def create_finished(
-        self,
-        body: dict[str, Any],
-        owner: str,
-        input_items: list[dict[str, Any]],
-        *,
-        conversation: ConversationAppend | None = None,
-    ) -> None:
-        """Insert a response that has already ended, with its input and output items and its
-        conversation append, in one transaction: for a foreground response nobody can look up
-        before it ends (see ``StorePersistence``)."""
-
-        def txn(conn: Connection) -> None:
-            _INSERT_RESPONSE.execute(conn, _response_row(body, owner))
-            _store_outcome(conn, body, conversation, input_items)
-
-        await self.db.write(txn, inline=True)
 
     async def update_body(self, body: dict[str, Any]) -> None:
         """Persist a status change without touching items (queued -> in_progress)."""
