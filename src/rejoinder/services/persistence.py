@@ -34,8 +34,8 @@ class StorePersistence(Persistence):
     A response that is not streamed is stored at start too, although nobody can look it up before
     it ends: that write overlaps the model's work (the run sends the model's request first), and
     the end is then a smaller transaction on the answer's path (an update and the output items).
-    Writing it once at the end, in one transaction, cost a turn 0.08-0.19 ms more (interleaved
-    A/B, bench/bench_core.py's setup), though one transaction less of CPU."""
+    Writing it once at the end, in one transaction, cost a turn 0.03 ms more (``bench/compare.py``,
+    four servers a side), though one transaction less of CPU."""
 
     def __init__(self, responses: ResponseStore, conversations: ConversationStore, already_created: bool = False):
         self.responses = responses

@@ -70,7 +70,7 @@ class ResponsesService:
 
         The run is a task of its own, so a client that hangs up does not abort the stored turn.
         ``reply`` is called from that task, right after the commit: handing the result back to
-        the request's task first took two more passes of the event loop (~40 µs a turn).
+        the request's task first took two more passes of the event loop.
         """
         run = await self.start(req, owner)
 
