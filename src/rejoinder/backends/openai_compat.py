@@ -164,14 +164,11 @@ class OpenAICompatBackend:
         it can come in a later packet (a server that ends its body in a write of its own, a proxy
         in between), and the turn does not wait for it. It is read in the background, so the
         connection is still reused."""
+        response: aiohttp.ClientResponse | None = None
+        draining = False
         try:
             response = await self._client().post(self.url, data=orjson.dumps(body), headers=self.headers,
                                                  proxy=self.proxy)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            log.warning("backend call failed: %r", exc)
-            raise transport_error(exc) from exc
-        draining = False
-        try:
             if response.status >= 400:
                 detail = await response.content.read(_ERROR_BODY_LIMIT)
                 log.warning("backend answered HTTP %s: %r", response.status, detail[:500])
@@ -201,7 +198,7 @@ class OpenAICompatBackend:
             log.warning("backend call failed: %r", exc)
             raise transport_error(exc) from exc
         finally:
-            if not draining:
+            if response is not None and not draining:
                 response.release()  # back to the pool when read to its end; otherwise closed
 
     def _drain_soon(self, response: aiohttp.ClientResponse) -> None:
