@@ -50,4 +50,10 @@ def check_stream(events: list[dict[str, Any]]) -> Response:
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:
-    return [e["type"] for e in events]
+    """The event types in order, each run of one delta type as one entry: chunks that reach the
+    server together make one delta event, so how many a text takes depends on how it arrived."""
+    out: list[str] = []
+    for e in events:
+        if not (out and e["type"] == out[-1] and e["type"].endswith(".delta")):
+            out.append(e["type"])
+    return out

@@ -10,6 +10,7 @@ import openai
 from rejoinder.backends.recorder import request_hash
 from tests.conftest import MODEL
 from tests.fake_upstream import calls, text
+from tests.helpers import check_stream, sse_events
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "recordings"
 TEST_ID = "tests/test_recorder.py::roundtrip"
@@ -94,3 +95,10 @@ def test_shared_llama_stack_recording_replays(make_server, tmp_path):
     assert json.loads(call["arguments"]) == {"username": "charlie"}
     assert call["call_id"] == "call_mEjLRxcZhRdCdW0Ibeu6Pkju"
     assert resp["usage"]["input_tokens"] == 449 and resp["usage"]["output_tokens"] == 16
+
+    # Streamed, the replay arrives at once: its six argument fragments make one delta event.
+    events = sse_events(srv.url, {"model": "gpt-4o", "input": body["messages"][0]["content"], "tools": tools},
+                        headers={"X-Rejoinder-Test-Id": recorded["test_id"]})
+    final = check_stream(events)
+    [delta] = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert delta["delta"] == final.output[0].arguments == '{"username":"charlie"}'  # type: ignore[union-attr]

@@ -13,9 +13,7 @@ TEXT_GOLDEN = [
     "response.in_progress",
     "response.output_item.added",
     "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.delta",
-    "response.output_text.delta",
+    "response.output_text.delta",  # one or more (see ``types``)
     "response.output_text.done",
     "response.content_part.done",
     "response.output_item.done",

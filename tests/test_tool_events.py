@@ -21,31 +21,21 @@ START = ["response.created", "response.in_progress"]
 DONE = ["response.completed"]
 
 
-def _message(n_deltas: int) -> list[str]:
-    return ["response.output_item.added", "response.content_part.added",
-            *["response.output_text.delta"] * n_deltas, "response.output_text.done",
-            "response.content_part.done", "response.output_item.done"]
+# A run of deltas is one entry (``types``): how many events it takes depends on how the chunks arrived.
+MESSAGE = ["response.output_item.added", "response.content_part.added", "response.output_text.delta",
+           "response.output_text.done", "response.content_part.done", "response.output_item.done"]
+FUNCTION_CALL = ["response.output_item.added", "response.function_call_arguments.delta",
+                 "response.function_call_arguments.done", "response.output_item.done"]
 
 
-def _function_call(n_deltas: int) -> list[str]:
-    return ["response.output_item.added", *["response.function_call_arguments.delta"] * n_deltas,
-            "response.function_call_arguments.done", "response.output_item.done"]
-
-
-def _mcp_call(n_deltas: int, end: str = "completed") -> list[str]:
-    return ["response.output_item.added", *["response.mcp_call_arguments.delta"] * n_deltas,
-            "response.mcp_call_arguments.done", "response.mcp_call.in_progress", f"response.mcp_call.{end}",
-            "response.output_item.done"]
+def _mcp_call(end: str = "completed") -> list[str]:
+    return ["response.output_item.added", "response.mcp_call_arguments.delta", "response.mcp_call_arguments.done",
+            "response.mcp_call.in_progress", f"response.mcp_call.{end}", "response.output_item.done"]
 
 
 LIST_TOOLS = ["response.output_item.added", "response.mcp_list_tools.in_progress",
               "response.mcp_list_tools.completed", "response.output_item.done"]
 APPROVAL = ["response.output_item.added", "response.output_item.done"]
-
-
-def _chunks(s: str, size: int = 7) -> int:
-    """How many argument deltas the fake upstream streams for ``s``."""
-    return -(-len(s) // size)
 
 
 def _stream(server: ThreadServer, body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -66,7 +56,7 @@ def test_function_call_sequence(server: ThreadServer, upstream: FakeUpstream) ->
     args = '{"username": "charlie"}'
     upstream.queue(calls(("get_user_id", args)))
     events, final = _stream(server, {"input": "id?", "tools": FUNCTION_TOOLS})
-    assert types(events) == START + _function_call(_chunks(args)) + DONE
+    assert types(events) == START + FUNCTION_CALL + DONE
     added = events[2]
     assert added["item"]["status"] == "in_progress" and added["item"]["arguments"] == ""
     assert _items_done(events) == final["output"]
@@ -76,7 +66,7 @@ def test_text_then_parallel_calls_sequence(server: ThreadServer, upstream: FakeU
     a, b = '{"username": "charlie"}', '{"username": "alice"}'
     upstream.queue(Turn(text="Looking both up", tool_calls=[("get_user_id", a), ("get_user_id", b)]))
     events, final = _stream(server, {"input": "ids?", "tools": FUNCTION_TOOLS})
-    assert types(events) == START + _message(3) + _function_call(_chunks(a)) + _function_call(_chunks(b)) + DONE
+    assert types(events) == START + MESSAGE + FUNCTION_CALL + FUNCTION_CALL + DONE
     assert [i["type"] for i in final["output"]] == ["message", "function_call", "function_call"]
     assert final["output"][0]["status"] == "completed"
     assert _items_done(events) == final["output"]
@@ -89,8 +79,11 @@ def test_mcp_workflow_sequence(
     tool = {"type": "mcp", "server_label": "lab", "server_url": mcp_server, "require_approval": "never"}
     events, final = _stream(server, {"input": EXPERIMENT_PROMPT, "tools": [tool]})
     first, second = '{"experiment_name": "chemistry"}', '{"experiment_id": "exp_003"}'
-    assert types(events) == (START + LIST_TOOLS + _mcp_call(_chunks(first)) + _mcp_call(_chunks(second))
-                             + _message(3) + DONE)
+    assert types(events) == START + LIST_TOOLS + _mcp_call() + _mcp_call() + MESSAGE + DONE
+    assert [i["arguments"] for i in final["output"][1:3]] == [first, second]
+    for item in final["output"][1:3]:  # the deltas of each call add up to its arguments
+        assert "".join(e["delta"] for e in events if e["type"] == "response.mcp_call_arguments.delta"
+                       and e["item_id"] == item["id"]) == item["arguments"]
     assert _items_done(events) == final["output"]
     in_progress = [e for e in events if e["type"] == "response.mcp_call.in_progress"]
     assert [e["item_id"] for e in in_progress] == [i["id"] for i in final["output"][1:3]]
@@ -111,7 +104,7 @@ def test_failed_mcp_call_sequence(
     upstream.queue(calls(("explode" if fails == "explode" else "get_user_id", args)), text("it failed"))
     tool = {"type": "mcp", "server_label": "lab", "server_url": mcp_server, "require_approval": "never"}
     events, final = _stream(server, {"input": "go", "tools": [tool]})
-    assert types(events) == START + LIST_TOOLS + _mcp_call(_chunks(args), "failed") + _message(2) + DONE
+    assert types(events) == START + LIST_TOOLS + _mcp_call("failed") + MESSAGE + DONE
     assert final["output"][1]["status"] == "failed" and final["output"][1]["error"] is not None
 
 
@@ -126,7 +119,7 @@ def test_approval_sequences(server: ThreadServer, upstream: FakeUpstream, mcp_se
     upstream.queue(text("charlie is user_11111"))
     answer = {"type": "mcp_approval_response", "approval_request_id": request["id"], "approve": True}
     events, second = _stream(server, {"previous_response_id": first["id"], "input": [answer], "tools": [tool]})
-    assert types(events) == START + _mcp_call(1) + _message(3) + DONE
+    assert types(events) == START + _mcp_call() + MESSAGE + DONE
     assert events[3]["delta"] == args
     assert second["output"][0]["approval_request_id"] == request["id"]
 
@@ -137,5 +130,5 @@ def test_iteration_guard_sequence(make_server: Any, upstream: FakeUpstream, mcp_
     upstream.responder = lambda body: calls(("get_user_id", args))
     tool = {"type": "mcp", "server_label": "lab", "server_url": mcp_server, "require_approval": "never"}
     events, final = _stream(server, {"input": "loop", "tools": [tool]})
-    assert types(events) == START + LIST_TOOLS + _mcp_call(_chunks(args)) * 2 + ["response.incomplete"]
+    assert types(events) == START + LIST_TOOLS + _mcp_call() * 2 + ["response.incomplete"]
     assert final["incomplete_details"] == {"reason": "max_messages"}

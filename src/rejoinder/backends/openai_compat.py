@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 
 from rejoinder import __version__
-from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_json
+from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_json, chunks_from_json
 from rejoinder.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -79,34 +79,62 @@ class SSEReader:
 
 class ChunkReader:
     """Raw body bytes in, the chat-completion chunks they complete out; ``done`` once ``[DONE]``
-    has been read (anything after it is ignored)."""
+    has been read (anything after it is ignored).
+
+    Events are cut at blank lines, and the usual one-line ``data:`` event is taken whole; any other
+    event goes through ``SSEReader`` line by line. A stream with CR line ends is read line by line
+    from its first CR on."""
 
     def __init__(self) -> None:
         self.events = SSEReader()
-        self.tail = b""
+        self.tail = b""  # an incomplete event (or, line by line, an incomplete line)
+        self.by_line = False
         self.done = False
         self.error: BackendError | None = None
 
     def feed(self, block: bytes) -> list[Chunk]:
-        lines = (self.tail + block).split(b"\n") if self.tail else block.split(b"\n")
-        self.tail = lines.pop()  # an incomplete last line waits for the next block
-        return self._parse(lines)
+        data = self.tail + block if self.tail else block
+        if not self.by_line and b"\r" in data:
+            self.by_line = True
+        parts = data.split(b"\n" if self.by_line else b"\n\n")
+        self.tail = parts.pop()  # waits for the rest of it in the next block
+        return self._parse(self._lines(parts) if self.by_line else self._frames(parts))
 
     def end(self) -> list[Chunk]:
-        lines, self.tail = [self.tail, b""], b""
-        return self._parse(lines)
+        """The body ended: an event it left unterminated still counts."""
+        tail, self.tail = self.tail, b""
+        return self._parse(self._lines([tail, b""]) if self.by_line else self._frames([tail]))
 
-    def _parse(self, lines: list[bytes]) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        for line in lines:
-            data = self.events.feed(line)
-            if data is None or self.done:
-                continue
-            if data.startswith(b"[DONE]"):
+    def _frames(self, frames: list[bytes]) -> list[bytes]:
+        payloads: list[bytes] = []
+        for frame in frames:
+            if frame.startswith(b"data: ") and b"\n" not in frame:
+                payloads.append(frame[6:])
+            else:
+                payloads += self._lines([*frame.split(b"\n"), b""])
+        return payloads
+
+    def _lines(self, lines: list[bytes]) -> list[bytes]:
+        return [data for line in lines if (data := self.events.feed(line)) is not None]
+
+    def _parse(self, payloads: list[bytes]) -> list[Chunk]:
+        if self.done:
+            return []
+        for i, payload in enumerate(payloads):
+            if payload.startswith(b"[DONE]"):
                 self.done = True
-                continue
+                del payloads[i:]
+                break
+        if not payloads:
+            return []
+        try:
+            return chunks_from_json(payloads)
+        except MalformedChunk:
+            pass
+        chunks: list[Chunk] = []  # one by one: the chunks before the bad one still count
+        for payload in payloads:
             try:
-                chunks.append(parse_chunk(data))
+                chunks.append(parse_chunk(payload))
             except BackendError as exc:
                 self.error = exc  # raised once the chunks before it are out
                 break

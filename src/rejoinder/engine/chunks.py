@@ -88,3 +88,43 @@ def deltas(chunk: wire.Chunk) -> list[Delta]:
     if finish:
         out.append(Finish(finish))
     return out
+
+
+_TEXTS = (TextDelta, ReasoningDelta, RefusalDelta)
+
+
+def _continues(delta: Delta, first: Delta) -> bool:
+    """Whether ``delta`` extends the run of deltas that ``first`` opened."""
+    kind = type(delta)
+    if kind is not type(first):
+        return False
+    if kind is ToolCallDelta:
+        return (delta.index == first.index  # type: ignore[union-attr]
+                and delta.call_id is None and delta.name is None)  # type: ignore[union-attr]
+    return kind in _TEXTS
+
+
+def batch_deltas(chunks: list[wire.Chunk]) -> list[Delta]:
+    """The deltas of chunks that arrived together, each run of one kind joined: the same text as
+    one delta event instead of one per chunk, which the client would have read at once anyway.
+    Fragments of one tool call's arguments join too; a fragment that names the call or gives its
+    id stays apart. A burst of twenty text chunks made twenty events; it now makes one. A model
+    paced token by token sends one chunk a batch: nothing changes for it."""
+    if len(chunks) == 1:
+        return deltas(chunks[0])
+    flat = [delta for chunk in chunks for delta in deltas(chunk)]
+    out: list[Delta] = []
+    start, n = 0, len(flat)
+    while start < n:
+        first, end = flat[start], start + 1
+        while end < n and _continues(flat[end], first):
+            end += 1
+        if end - start == 1:
+            out.append(first)
+        elif isinstance(first, ToolCallDelta):
+            out.append(ToolCallDelta(first.index, first.call_id, first.name,
+                                     "".join(d.arguments for d in flat[start:end])))  # type: ignore[union-attr]
+        else:
+            out.append(type(first)("".join(d.text for d in flat[start:end])))  # type: ignore[call-arg, union-attr]
+        start = end
+    return out

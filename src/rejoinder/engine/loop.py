@@ -253,9 +253,8 @@ class ResponseRun:
                 await self._hold.wait()
                 self._hold = None
             events: list[Event] = []
-            for chunk in chunks:
-                for delta in C.deltas(chunk):
-                    events += self._on_delta(delta, turn)
+            for delta in C.batch_deltas(chunks):
+                events += self._on_delta(delta, turn)
             if events:
                 yield events
         events = self._close_open_items(status="incomplete" if turn.finish_reason == "length" else "completed")
