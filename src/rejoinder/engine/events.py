@@ -31,6 +31,7 @@ class Event:
     type: str
     sequence_number: int
     data: bytes
+    response: bytes | None = None  # a lifecycle event's Response, the slice of ``data`` it fills
 
     def renumbered(self, sequence_number: int) -> Event:
         body = orjson.loads(self.data)
@@ -42,6 +43,16 @@ def _ev(kind: type[BaseModel], **fields: Any) -> Event:
     if _VALIDATE:
         kind.model_validate(fields)
     return Event(fields["type"], fields["sequence_number"], orjson.dumps(fields))
+
+
+def _response_ev(kind: type[BaseModel], type_: str, sequence_number: int, response: dict[str, Any]) -> Event:
+    """A lifecycle event (``response.created``... ``response.completed``). Its Response is
+    serialized once and kept apart too: a non-streamed reply is the terminal event's own bytes."""
+    if _VALIDATE:
+        kind.model_validate({"type": type_, "sequence_number": sequence_number, "response": response})
+    body = orjson.dumps(response)
+    data = b'{"type":"%s","sequence_number":%d,"response":%s}' % (type_.encode(), sequence_number, body)
+    return Event(type_, sequence_number, data, body)
 
 
 def event_json(event: Event) -> str:
@@ -64,7 +75,7 @@ def terminal_event(response: dict[str, Any], sequence_number: int) -> Event | No
     kind = _TERMINAL_EVENT.get(response["status"])
     if kind is None:
         return None
-    return _ev(kind, type=f"response.{response['status']}", sequence_number=sequence_number, response=response)
+    return _response_ev(kind, f"response.{response['status']}", sequence_number, response)
 
 
 def empty_usage() -> dict[str, Any]:
@@ -93,16 +104,14 @@ class ResponseState:
     # -- response lifecycle ------------------------------------------------------------------
 
     def created(self) -> Event:
-        return _ev(T.ResponseCreatedEvent, type="response.created", sequence_number=self._n(), response=self.response)
+        return _response_ev(T.ResponseCreatedEvent, "response.created", self._n(), self.response)
 
     def queued(self) -> Event:
-        return _ev(T.ResponseQueuedEvent, type="response.queued", sequence_number=self._n(), response=self.response)
+        return _response_ev(T.ResponseQueuedEvent, "response.queued", self._n(), self.response)
 
     def in_progress(self) -> Event:
         self.response["status"] = "in_progress"
-        return _ev(T.ResponseInProgressEvent,
-            type="response.in_progress", sequence_number=self._n(), response=self.response
-        )
+        return _response_ev(T.ResponseInProgressEvent, "response.in_progress", self._n(), self.response)
 
     def _end(self, status: str) -> None:
         self.response["status"] = status
@@ -111,20 +120,17 @@ class ResponseState:
 
     def completed(self) -> Event:
         self._end("completed")
-        return _ev(T.ResponseCompletedEvent, type="response.completed", sequence_number=self._n(),
-                   response=self.response)
+        return _response_ev(T.ResponseCompletedEvent, "response.completed", self._n(), self.response)
 
     def incomplete(self, reason: str) -> Event:
         self._end("incomplete")
         self.response["incomplete_details"] = {"reason": reason}
-        return _ev(T.ResponseIncompleteEvent,
-            type="response.incomplete", sequence_number=self._n(), response=self.response
-        )
+        return _response_ev(T.ResponseIncompleteEvent, "response.incomplete", self._n(), self.response)
 
     def failed(self, code: str, message: str) -> Event:
         self._end("failed")
         self.response["error"] = {"code": code, "message": message}
-        return _ev(T.ResponseFailedEvent, type="response.failed", sequence_number=self._n(), response=self.response)
+        return _response_ev(T.ResponseFailedEvent, "response.failed", self._n(), self.response)
 
     def cancelled(self) -> None:
         """Cancelled responses get no terminal SSE event of their own; the stream just ends."""

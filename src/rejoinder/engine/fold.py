@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 
+from rejoinder.engine.events import TERMINAL_EVENT_TYPES
 from rejoinder.engine.loop import ResponseRun
 
 
-async def fold(run: ResponseRun) -> dict[str, Any]:
-    """Drive every event of ``run``; the state they were built from is the final response."""
-    async for _batch in run.events():
-        pass
-    return run.state.response
+async def fold(run: ResponseRun, reply: Callable[[bytes], Awaitable[None]]) -> None:
+    """Drive every event of ``run`` and ``reply`` with the final Response: the terminal event's own
+    JSON, byte for byte, sent as soon as that event exists (it is made after the commit). The run's
+    clean-up follows the reply instead of delaying it."""
+    async with aclosing(run.events()) as events:
+        async for batch in events:
+            last = batch[-1]
+            if last.type in TERMINAL_EVENT_TYPES:
+                assert last.response is not None  # lifecycle events carry their Response
+                await reply(last.response)

@@ -47,6 +47,14 @@ class JSONBody(Response):
         return orjson.dumps(content)
 
 
+async def send_json(send: Send, data: bytes) -> None:
+    """A 200 with the JSON ``data``, straight to the server: the reply on a turn's path, where
+    building a Starlette ``Response`` for it cost ~10 µs more."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
 async def read_body(receive: Receive) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -86,7 +94,8 @@ class CreateResponseEndpoint:
         """The reply to send; None when the response was sent already (a run that is not streamed
         replies from its own task, see ``ResponsesService.create``)."""
         services = self.app.state.services
-        owner = principal_of(services.settings.api_keys, Headers(scope=scope).get("authorization"))
+        keys = services.settings.api_keys
+        owner = principal_of(keys, Headers(scope=scope).get("authorization") if keys else None)
         raw = parse_json_body(await read_body(receive))
         req = validate_create(raw)
         if req.background:
@@ -98,8 +107,8 @@ class CreateResponseEndpoint:
         if req.stream:
             return sse_response(await services.responses.stream(req, owner))
 
-        async def reply(body: dict[str, Any]) -> None:
-            await JSONBody(body)(scope, receive, send)
+        async def reply(data: bytes) -> None:
+            await send_json(send, data)
 
         await services.responses.create(req, owner, reply)
         return None

@@ -64,20 +64,15 @@ class ResponsesService:
         persistence = StorePersistence(self.responses, self.conversations)
         return ResponseRun(plan, persistence, self.settings.max_tool_iterations)
 
-    async def create(self, req: CreateResponse, owner: str,
-                     reply: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Run a response that is not streamed, and ``reply`` with it once it is stored.
+    async def create(self, req: CreateResponse, owner: str, reply: Callable[[bytes], Awaitable[None]]) -> None:
+        """Run a response that is not streamed, and ``reply`` with its JSON once it is stored.
 
         The run is a task of its own, so a client that hangs up does not abort the stored turn.
         ``reply`` is called from that task, right after the commit: handing the result back to
         the request's task first took two more passes of the event loop.
         """
         run = await self.start(req, owner)
-
-        async def run_and_reply() -> None:
-            await reply(await fold(run))
-
-        task = asyncio.ensure_future(run_and_reply())
+        task = asyncio.ensure_future(fold(run, reply))
         self._track(task)
         await asyncio.shield(task)
 
