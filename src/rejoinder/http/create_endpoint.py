@@ -48,8 +48,8 @@ class JSONBody(Response):
 
 
 async def send_json(send: Send, data: bytes) -> None:
-    """A 200 with the JSON ``data``, straight to the server: the reply on a turn's path, where
-    building a Starlette ``Response`` for it cost ~10 µs more."""
+    """A 200 with the JSON ``data``, straight to the server: the reply is on a turn's path, and a
+    Starlette ``Response`` around it is one more layer of work there."""
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
