@@ -33,6 +33,7 @@ class Turn:
     usage: tuple[int, int, int] = (10, 5, 0)  # prompt, completion, cached
     delay: float = 0.0  # seconds before each chunk
     linger: float = 0.0  # seconds between [DONE] and the end of the body
+    gate: threading.Event | None = None  # the first chunk waits until it is set (at most 30 s)
 
 
 def text(t: str, **kw: Any) -> Turn:
@@ -125,6 +126,8 @@ class FakeUpstream:
                 for i, frame in enumerate(frames):
                     if turn.break_after is not None and i >= turn.break_after:
                         raise RuntimeError("scripted broken stream")
+                    if turn.gate is not None and i == 0:
+                        await asyncio.to_thread(turn.gate.wait, 30)
                     if turn.delay:
                         await asyncio.sleep(turn.delay)
                     if STAMP in frame:  # benchmarks: when this chunk left, on the host's monotonic clock

@@ -1,11 +1,10 @@
-"""The non-streamed reply: the terminal event's Response, sent before the run's clean-up."""
+"""The non-streamed reply: its head with the run's first events, its body the terminal event's Response."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import Any
 
 import orjson
 import pytest
@@ -36,15 +35,23 @@ def _state() -> ResponseState:
     return ResponseState(_initial_response(validate_create({"model": "m", "input": "hi"}), "resp_1", None))
 
 
-def _fold(run: _Run) -> list[Any]:
-    replies: list[Any] = []
+class _Reply:
+    def __init__(self, log: list[str]):
+        self.log = log
+        self.bodies: list[bytes] = []
 
-    async def reply(data: bytes) -> None:
-        run.log.append("reply")
-        replies.append(data)
+    async def head(self) -> None:
+        self.log.append("head")
 
+    async def body(self, data: bytes) -> None:
+        self.log.append("body")
+        self.bodies.append(data)
+
+
+def _fold(run: _Run) -> list[bytes]:
+    reply = _Reply(run.log)
     asyncio.run(fold(run, reply))  # type: ignore[arg-type]
-    return replies
+    return reply.bodies
 
 
 def test_the_reply_is_the_terminal_events_response_sent_before_the_clean_up() -> None:
@@ -54,11 +61,11 @@ def test_the_reply_is_the_terminal_events_response_sent_before_the_clean_up() ->
     terminal = orjson.loads(batches[-1][0].data)
     assert orjson.loads(data) == terminal["response"] and terminal["type"] == "response.completed"
     assert batches[-1][0].data.endswith(data + b"}")  # the same bytes, not serialized again
-    assert log == ["reply", "clean-up"]
+    assert log == ["head", "body", "clean-up"]  # the head with the first events, the body before clean-up
 
 
 def test_a_run_that_ends_without_a_terminal_event_is_an_error_not_a_silent_reply() -> None:
     st, log = _state(), []
     with pytest.raises(RuntimeError, match="without a terminal event"):
         _fold(_Run([[st.created(), st.in_progress()]], log))
-    assert log == ["clean-up"]
+    assert log == ["head", "clean-up"]

@@ -1,5 +1,8 @@
 """Endpoints and request features of /v1/responses, through the official SDK."""
 
+import json
+import threading
+
 import httpx
 import openai
 import pytest
@@ -150,3 +153,46 @@ def test_models_listing(client):
 
 def test_health(server):
     assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+
+
+def test_a_non_streamed_reply_sends_its_head_while_the_model_works(server, upstream):
+    """Once the run starts the status is known (a failed run is a ``failed`` Response, still 200),
+    so the head goes out then and the client reads it while the model works; the body follows once
+    the response is stored."""
+    gate = threading.Event()
+    upstream.queue(text("late answer", gate=gate))
+    head_seen = threading.Event()
+    result: dict = {}
+
+    def call() -> None:
+        with httpx.stream("POST", server.url + "/v1/responses", json={"model": MODEL, "input": "hi"},
+                          timeout=30) as r:
+            result["status"], result["type"] = r.status_code, r.headers["content-type"]
+            head_seen.set()
+            result["body"] = r.read()
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        assert head_seen.wait(10), "the head waited for the model's answer"
+    finally:
+        gate.set()
+        caller.join(30)
+    assert result["status"] == 200 and result["type"] == "application/json"
+    body = json.loads(result["body"])
+    assert body["status"] == "completed" and Response.model_validate(body).output_text == "late answer"
+    assert httpx.get(f"{server.url}/v1/responses/{body['id']}").json() == body
+
+
+def test_a_non_streamed_reply_whose_store_fails_at_the_end_breaks_the_connection(server, upstream, monkeypatch):
+    """The head is out by then: the client sees the reply broken off (and the SDK retries), never a
+    200 with an unstored answer."""
+    from rejoinder.store.responses import ResponseStore
+
+    async def broken(self, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ResponseStore, "finish", broken)
+    upstream.queue(text("never stored"))
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(server.url + "/v1/responses", json={"model": MODEL, "input": "hi"}, timeout=30)

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import aclosing
+from typing import Protocol
 
 from rejoinder.engine.events import TERMINAL_EVENT_TYPES
 from rejoinder.engine.loop import ResponseRun
 
 
-async def fold(run: ResponseRun, reply: Callable[[bytes], Awaitable[None]]) -> None:
-    """Drive every event of ``run`` and ``reply`` with the final Response: the terminal event's own
-    JSON, byte for byte, sent as soon as that event exists (it is made after the commit). The run's
-    clean-up follows the reply instead of delaying it."""
-    replied = False
+class Reply(Protocol):
+    """Where a non-streamed reply goes: its head once the run has started, then its body."""
+
+    async def head(self) -> None: ...
+
+    async def body(self, data: bytes) -> None: ...
+
+
+async def fold(run: ResponseRun, reply: Reply) -> None:
+    """Drive every event of ``run`` and reply with the final Response.
+
+    The head goes out with the run's first events: the request is valid by then, so the status is
+    200 whatever the run's outcome (a failed run is a ``failed`` Response), and the client reads the
+    head while the model works instead of after it. The body is the terminal event's own JSON, byte
+    for byte, sent as soon as that event exists (it is made after the commit); the run's clean-up
+    follows it instead of delaying it."""
+    started = replied = False
     async with aclosing(run.events()) as events:
         async for batch in events:
+            if not started:
+                await reply.head()
+                started = True
             last = batch[-1]
             if last.type in TERMINAL_EVENT_TYPES and last.response is not None:
-                await reply(last.response)
+                await reply.body(last.response)
                 replied = True
     if not replied:  # ``events()`` ends with a terminal event or raises: this is a bug, not bad input
         raise RuntimeError(f"response {run.plan.response_id} ended without a terminal event")

@@ -47,12 +47,21 @@ class JSONBody(Response):
         return orjson.dumps(content)
 
 
-async def send_json(send: Send, data: bytes) -> None:
-    """A 200 with the JSON ``data``, straight to the server: the reply is on a turn's path, and a
-    Starlette ``Response`` around it is one more layer of work there."""
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
+class JSONReply:
+    """A non-streamed reply, sent straight to the server as ``fold`` makes it: the head when the
+    run starts, the body (its length unknown until then: chunked) once the Response is stored."""
+
+    def __init__(self, send: Send):
+        self.send = send
+        self.started = False
+
+    async def head(self) -> None:
+        self.started = True
+        await self.send({"type": "http.response.start", "status": 200,
+                         "headers": [(b"content-type", b"application/json")]})
+
+    async def body(self, data: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": data})
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -80,17 +89,19 @@ class CreateResponseEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response: Response | None
+        reply = JSONReply(send)
         try:
-            response = await self._create(scope, receive, send)
+            response = await self._create(scope, receive, reply)
         except APIError as exc:
             response = error_response(exc)
         except Exception:
             log.exception("unhandled error")
             response = unexpected_error_response()
-        if response is not None:
+        # Once a reply's head is out, an error can only end the connection (uvicorn closes it).
+        if response is not None and not reply.started:
             await response(scope, receive, send)
 
-    async def _create(self, scope: Scope, receive: Receive, send: Send) -> Response | None:
+    async def _create(self, scope: Scope, receive: Receive, reply: JSONReply) -> Response | None:
         """The reply to send; None when the response was sent already (a run that is not streamed
         replies from its own task, see ``ResponsesService.create``)."""
         services = self.app.state.services
@@ -106,10 +117,6 @@ class CreateResponseEndpoint:
             return JSONBody(accepted)
         if req.stream:
             return sse_response(await services.responses.stream(req, owner))
-
-        async def reply(data: bytes) -> None:
-            await send_json(send, data)
-
         await services.responses.create(req, owner, reply)
         return None
 

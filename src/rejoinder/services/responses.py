@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from rejoinder.api.create_response import CreateResponse
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
 from rejoinder.engine.events import Event, new_response_id
-from rejoinder.engine.fold import fold
+from rejoinder.engine.fold import Reply, fold
 from rejoinder.engine.loop import ResponseRun
 from rejoinder.engine.prepare import conversation_id_of, prepare
 from rejoinder.errors import InvalidRequest
@@ -64,7 +64,7 @@ class ResponsesService:
         persistence = StorePersistence(self.responses, self.conversations)
         return ResponseRun(plan, persistence, self.settings.max_tool_iterations)
 
-    async def create(self, req: CreateResponse, owner: str, reply: Callable[[bytes], Awaitable[None]]) -> None:
+    async def create(self, req: CreateResponse, owner: str, reply: Reply) -> None:
         """Run a response that is not streamed, and ``reply`` with its JSON once it is stored.
 
         The run is a task of its own, so a client that hangs up does not abort the stored turn.
