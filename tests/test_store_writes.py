@@ -97,19 +97,25 @@ def test_sqlite_threads_reads_beside_a_write_and_shutdown(tmp_path: Path) -> Non
         writers: set[threading.Thread] = set()
         readers: set[threading.Thread] = set()
 
+        writing, release = threading.Event(), threading.Event()
+
         def slow_write(conn: Connection) -> None:
             writers.add(threading.current_thread())
-            time.sleep(0.5)
+            writing.set()
+            release.wait(30)  # held open until the read below is done
 
         def read(conn: Connection) -> int:
             readers.add(threading.current_thread())
             return conn.execute(select(conversations.c.next_position)).scalar_one()
 
         slow = asyncio.ensure_future(db.write(slow_write))
-        await asyncio.sleep(0.05)
-        t0 = time.perf_counter()
-        assert await db.read(read) == 0
-        assert time.perf_counter() - t0 < 0.3 and not slow.done()
+        try:
+            assert await asyncio.to_thread(writing.wait, 10)
+            # A read queued behind the open write would wait for ``release``: it never comes first.
+            assert await asyncio.wait_for(db.read(read), 10) == 0
+            assert not slow.done()
+        finally:
+            release.set()
 
         def add(n: int) -> asyncio.Future[None]:
             def fn(conn: Connection) -> None:
@@ -159,19 +165,21 @@ def test_a_cancelled_sqlite_write_keeps_nothing(tmp_path: Path) -> None:
         try:
             await migrate(db)
             store = ConversationStore(db)
-            started = threading.Event()
+            started, release = threading.Event(), threading.Event()
 
             def slow_create(conn: Connection) -> None:
                 conn.execute(insert(conversations).values(id="conv_slow", owner="o", created_at=time.time(),
                                                           metadata="{}", next_position=0))
                 started.set()
-                time.sleep(0.3)
+                release.wait(10)  # still running when its caller is cancelled
 
             running = asyncio.ensure_future(db.write(slow_create))
             queued = asyncio.ensure_future(store.create("conv_queued", "o", {}, []))
             await asyncio.to_thread(started.wait, 5)
             running.cancel()
             queued.cancel()
+            await asyncio.sleep(0)  # the cancellations are delivered
+            release.set()
             for task in (running, queued):
                 with pytest.raises(asyncio.CancelledError):
                     await task
