@@ -176,9 +176,13 @@ class LeaseStore:
     # -- crash recovery ----------------------------------------------------------------------
 
     async def recover_expired(self, limit: int = 100) -> Recovered:
-        """Settle responses whose lease lapsed: their replica died or stalled."""
+        """Settle responses whose lease lapsed: their replica died or stalled. Never this replica's
+        own: it is running them and renews them, and a stall of its own (a renewal whose commit
+        took longer than the lease, on a loaded database) must not fail its live turns. What it
+        stops running, its next incarnation or another replica settles."""
         now = time.time()
-        expired = and_(responses.c.lease_expires_at < now, responses.c.lease_owner.is_not(None))
+        expired = and_(responses.c.lease_expires_at < now, responses.c.lease_owner.is_not(None),
+                       responses.c.lease_owner != self.owner)
         return await self._recover(expired, limit)
 
     async def recover_previous_incarnations(self, replica_id: str, limit: int = 1000) -> Recovered:
