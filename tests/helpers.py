@@ -46,7 +46,25 @@ def check_stream(events: list[dict[str, Any]]) -> Response:
             assert item_ids[e["output_index"]] == (e.get("item_id") or e.get("item", {}).get("id")), e
     ids = {e["response"]["id"] for e in events if "response" in e}
     assert ids == {final.id}
+    _check_deltas_add_up(events, terminal["response"]["output"])
     return final
+
+
+def _check_deltas_add_up(events: list[dict[str, Any]], output: list[dict[str, Any]]) -> None:
+    """However the deltas were cut, they add up to the final text and arguments of their item."""
+    joined: dict[tuple[str, int, int], str] = {}
+    for e in events:
+        kind = e["type"]
+        if kind in ("response.output_text.delta", "response.reasoning_text.delta",
+                    "response.function_call_arguments.delta", "response.mcp_call_arguments.delta"):
+            key = (kind, e["output_index"], e.get("content_index", 0))
+            joined[key] = joined.get(key, "") + e["delta"]
+    for (kind, index, part), text in joined.items():
+        item = output[index]
+        if kind.endswith("arguments.delta"):
+            assert text == item["arguments"], (kind, text, item)
+        else:
+            assert text == item["content"][part]["text"], (kind, text, item)
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:

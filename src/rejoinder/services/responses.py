@@ -65,11 +65,12 @@ class ResponsesService:
         return ResponseRun(plan, persistence, self.settings.max_tool_iterations)
 
     async def create(self, req: CreateResponse, owner: str, reply: Reply) -> None:
-        """Run a response that is not streamed, and ``reply`` with its JSON once it is stored.
+        """Run a response that is not streamed: ``reply`` gets its head once the run starts and its
+        JSON once it is stored (see ``fold``).
 
         The run is a task of its own, so a client that hangs up does not abort the stored turn.
-        ``reply`` is called from that task, right after the commit: handing the result back to
-        the request's task first took two more passes of the event loop.
+        ``reply`` is called from that task, the body right after the commit: handing the result
+        back to the request's task first took two more passes of the event loop.
         """
         run = await self.start(req, owner)
         task = asyncio.ensure_future(fold(run, reply))
