@@ -85,7 +85,7 @@ def test_bad_input_is_400(server, body, param, code):
 
 def test_unknown_model(server):
     e = _err(post(server, {"model": "nope", "input": "hi"}), 404)
-    assert e["param"] == "model" and "nope" in e["message"]
+    assert e["param"] == "model" and e["code"] == "model_not_found" and "nope" in e["message"]
 
 
 def test_unknown_previous_response(server):

@@ -28,8 +28,8 @@ class InvalidRequest(APIError):
 class NotFound(APIError):
     status = 404
 
-    def __init__(self, message: str, *, param: str | None = None):
-        super().__init__(message, param=param, code=None)
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message, param=param, code=code)
 
 
 class Unauthorized(APIError):

@@ -58,7 +58,7 @@ class ModelRegistry:
                 raise InvalidRequest(NO_BACKEND_HELP, param="model", code="model_not_found")
             raise NotFound(
                 f"The model '{model}' does not exist. Available models: {', '.join(sorted(self.routes))}.",
-                param="model",
+                param="model", code="model_not_found",  # OpenAI's code for an unknown model
             )
         self._admit(route)
         return route

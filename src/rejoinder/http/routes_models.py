@@ -27,4 +27,4 @@ async def get_model(request: Request, model_id: str, _owner: str = Depends(princ
     for entry in request.app.state.services.registry.listing()["data"]:
         if entry["id"] == model_id:
             return entry
-    raise NotFound(f"The model '{model_id}' does not exist.", param="model")
+    raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
