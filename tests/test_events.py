@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pydantic
 import pytest
 from openai.types import responses as T
@@ -52,3 +53,14 @@ def test_renumbering_changes_only_the_sequence_number() -> None:
     event = st.created()
     again = event.renumbered(7)
     assert again.sequence_number == 7 and json.loads(again.data) == {**json.loads(event.data), "sequence_number": 7}
+
+
+def test_a_renumbered_lifecycle_event_keeps_its_response() -> None:
+    from rejoinder.api.create_response import validate_create
+    from rejoinder.engine.prepare import _initial_response
+
+    st = ResponseState(_initial_response(validate_create({"model": "m", "input": "hi"}), "resp_1", None))
+    done = st.completed().renumbered(7)
+    assert done.sequence_number == 7 and done.response is not None
+    assert orjson.loads(done.data) == {"type": "response.completed", "sequence_number": 7,
+                                       "response": orjson.loads(done.response)}

@@ -36,7 +36,7 @@ class Event:
     def renumbered(self, sequence_number: int) -> Event:
         body = orjson.loads(self.data)
         body["sequence_number"] = sequence_number
-        return Event(self.type, sequence_number, orjson.dumps(body))
+        return Event(self.type, sequence_number, orjson.dumps(body), self.response)
 
 
 def _ev(kind: type[BaseModel], **fields: Any) -> Event:

@@ -47,8 +47,8 @@ responses = Table(
 Index("ix_responses_owner_seq", responses.c.owner, responses.c.seq)
 
 # A response is active while queued or in progress. Only active rows have an entry in this partial
-# index, which the background queue and lease recovery search: a turn stored once finished (the
-# common case) writes no entry, and a streamed one drops its entry when it ends. The queries that
+# index, which the background queue and lease recovery search: a turn adds its entry when it starts
+# and drops it when it ends, so the finished rows, nearly all of the table, have none. The queries that
 # search it carry ``ACTIVE`` word for word, constants included: SQLite uses a partial index only
 # for a query that repeats its condition (a bound parameter does not count).
 ACTIVE_STATUSES = ("queued", "in_progress")
