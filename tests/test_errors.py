@@ -74,6 +74,23 @@ def test_malformed_json(server):
     ({"model": MODEL, "input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}]},
      "input", "missing_function_call_output"),
     ({"model": MODEL, "input": [{"type": "item_reference", "id": "msg_nope"}]}, "input[0].id", "item_not_found"),
+    # Ids a client gives must fit the id columns and hold no NUL (on PostgreSQL either failed the write).
+    ({"model": MODEL, "input": [{"role": "user", "content": "x", "id": "msg_" + "x" * 200}]}, "input[0].id",
+     "string_above_max_length"),
+    ({"model": MODEL, "input": [{"role": "user", "content": "x", "id": "msg_\x00"}]}, "input[0].id", "invalid_value"),
+    ({"model": MODEL, "input": [{"role": "user", "content": "x", "id": [1]}]}, "input[0].id", "invalid_type"),
+    ({"model": MODEL, "input": "hi", "previous_response_id": "resp_\x00"}, "previous_response_id", "invalid_value"),
+    ({"model": MODEL, "input": "hi", "conversation": {"id": "conv_\x00"}}, "conversation", "invalid_value"),
+    # Each content part is checked against its own type, and the error names its field.
+    ({"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "https://x/a.png",
+                                                              "detail": "ultra"}]}]},
+     "input[0].content[0].detail", "invalid_value"),
+    ({"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]},
+     "input[0].content[0].text", "invalid_type"),
+    # A role or part type that is not a string (it was looked up in a set: a 500).
+    ({"model": MODEL, "input": [{"role": ["user"], "content": "x"}]}, "input[0].role", "invalid_value"),
+    ({"model": MODEL, "input": [{"role": "user", "content": [{"type": {}}]}]}, "input[0].content[0].type",
+     "invalid_value"),
 ])
 def test_bad_input_is_400(server, body, param, code):
     e = _err(post(server, body), 400)
@@ -97,6 +114,24 @@ def test_unknown_ids(server):
     _err(httpx.get(f"{server.url}/v1/responses/resp_missing"), 404)
     _err(httpx.delete(f"{server.url}/v1/responses/resp_missing"), 404)
     _err(httpx.get(f"{server.url}/v1/responses/resp_missing/input_items"), 404)
+
+
+def test_client_ids_are_checked_before_they_reach_the_store(server, client):
+    """Found by fuzzing on PostgreSQL: an over-long or NUL-holding id failed the write there (a 500,
+    or a turn stored as failed); a NUL in a URL failed the query."""
+    conv = client.conversations.create()
+    items = f"{server.url}/v1/conversations/{conv.id}/items"
+    e = _err(httpx.post(items, json={"items": [{"role": "user", "content": "x", "id": "m" * 121}]}), 400)
+    assert e["param"] == "items[0].id" and e["code"] == "string_above_max_length"
+    assert _err(httpx.post(items, json={"items": [{"role": "user", "content": "x", "id": "m\x00"}]}), 400)["param"] \
+        == "items[0].id"
+    fits = "msg_" + "y" * 116
+    assert httpx.post(items, json={"items": [{"role": "user", "content": "x", "id": fits}]}).status_code == 200
+    for url in (f"{server.url}/v1/responses/resp_%00", f"{server.url}/v1/conversations/{conv.id}/items/msg_%00",
+                f"{items}?after=msg_%00"):
+        assert _err(httpx.get(url), 400)["code"] == "invalid_value"
+    assert _err(httpx.delete(f"{server.url}/v1/conversations/conv_%00"), 400)["code"] == "invalid_value"
+    assert [i.id for i in client.conversations.items.list(conv.id)] == [fits]  # nothing else stored
 
 
 def test_bad_query_parameters(server, client):

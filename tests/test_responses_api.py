@@ -80,7 +80,8 @@ def test_input_items_of_every_kind(client, upstream):
         {"role": "developer", "content": [{"type": "input_text", "text": "dev"}]},
         {"type": "message", "role": "user", "content": [
             {"type": "input_text", "text": "look"},
-            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}]},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"},
+            {"type": "input_image", "image_url": "https://example.com/a.png"}]},  # detail defaults to "auto"
         {"role": "assistant", "content": [{"type": "output_text", "text": "seen", "annotations": []}]},
         {"role": "user", "content": "ok"},
     ])
@@ -89,8 +90,10 @@ def test_input_items_of_every_kind(client, upstream):
     assert sent[1] == {"role": "system", "content": "dev"}
     assert sent[2]["content"][1] == {"type": "image_url",
                                      "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}
+    assert sent[2]["content"][2] == {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
     assert sent[3] == {"role": "assistant", "content": "seen"}
     items = client.responses.input_items.list(r.id, order="asc")
+    assert items.data[2].content[2].detail == "auto"
     assert [i.role for i in items.data] == ["system", "developer", "user", "assistant", "user"]
     assert all(i.id.startswith("msg_") for i in items.data)
 

@@ -16,7 +16,7 @@ from openai.types.responses import tool_param as TP
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from rejoinder.api.errors import from_validation_error
-from rejoinder.api.items import validate_item
+from rejoinder.api.items import check_id, validate_item
 from rejoinder.api.metadata import validate_metadata
 from rejoinder.errors import InvalidRequest
 
@@ -191,6 +191,10 @@ def validate_create(body: Any) -> CreateResponse:
             f"Invalid value: '{req.tool_choice}'. Supported values are: 'none', 'auto' and 'required'.",
             param="tool_choice", code="invalid_value",
         )
+    if req.previous_response_id is not None:
+        check_id(req.previous_response_id, "previous_response_id")
+    if req.conversation is not None:
+        check_id(req.conversation if isinstance(req.conversation, str) else req.conversation.id, "conversation")
     if req.previous_response_id and req.conversation:
         raise InvalidRequest(
             "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or "

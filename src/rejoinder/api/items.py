@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from openai.types.responses import (
-    EasyInputMessageParam,
     ResponseFileSearchToolCallParam,
     ResponseFunctionToolCallParam,
     ResponseFunctionWebSearchParam,
+    ResponseInputFileParam,
+    ResponseInputImageParam,
+    ResponseInputTextParam,
     ResponseReasoningItemParam,
 )
 from openai.types.responses import response_input_item_param as P
@@ -35,7 +37,12 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "file_search_call": TypeAdapter(ResponseFileSearchToolCallParam),
     "item_reference": TypeAdapter(P.ItemReference),
 }
-_MESSAGE = TypeAdapter(EasyInputMessageParam)
+_TEXT_FIELD = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
+_PART_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "input_text": TypeAdapter(ResponseInputTextParam),
+    "input_image": TypeAdapter(ResponseInputImageParam),
+    "input_file": TypeAdapter(ResponseInputFileParam),
+}
 _PART_TYPES = {
     "user": {"input_text", "input_image", "input_file"},
     "system": {"input_text", "input_image", "input_file"},
@@ -43,6 +50,7 @@ _PART_TYPES = {
     "assistant": {"output_text", "refusal", "input_text"},
 }
 ITEM_TYPES = ("message", *_ADAPTERS)
+MAX_ID_LENGTH = 120  # the length of the item id columns (store/schema.py)
 # Fields the SDK leaves optional but without which an item cannot be paired or replayed.
 _REQUIRED = {
     "function_call": ("call_id", "name", "arguments"),
@@ -52,9 +60,24 @@ _REQUIRED = {
 }
 
 
+def check_id(value: Any, param: str) -> None:
+    """An id given by the client: a string that fits the id columns and holds no NUL. Both limits
+    are PostgreSQL's (a longer id or a NUL would fail the write there, not be refused); SQLite
+    keeps them too, so a store can move between the two."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"Invalid type for '{param}': expected a string.", param=param, code="invalid_type")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidRequest(
+            f"Invalid '{param}': string too long. Expected a string with maximum length {MAX_ID_LENGTH}, "
+            f"but got a string with length {len(value)} instead.", param=param, code="string_above_max_length")
+    if "\x00" in value:
+        raise InvalidRequest(f"Invalid value for '{param}': an id cannot contain a NUL character.", param=param,
+                             code="invalid_value")
+
+
 def _check_message(item: dict[str, Any], param: str) -> None:
     role = item.get("role")
-    if role not in _PART_TYPES:
+    if not isinstance(role, str) or role not in _PART_TYPES:
         raise InvalidRequest(
             f"Invalid value: '{role}'. Supported values are: 'user', 'system', 'developer' and 'assistant'.",
             param=f"{param}.role", code="invalid_value",
@@ -67,23 +90,31 @@ def _check_message(item: dict[str, Any], param: str) -> None:
                              param=f"{param}.content", code="invalid_type")
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind not in _PART_TYPES[role]:
+        if not isinstance(kind, str) or kind not in _PART_TYPES[role]:
             raise InvalidRequest(
                 f"Invalid value: '{kind}'. Supported values for role '{role}' are: "
                 f"{', '.join(sorted(_PART_TYPES[role]))}.",
                 param=f"{param}.content[{j}].type", code="invalid_value",
             )
-        if kind in ("input_text", "output_text") and not isinstance(part.get("text"), str):
-            raise InvalidRequest(f"Missing required parameter: '{param}.content[{j}].text'.",
-                                 param=f"{param}.content[{j}].text", code="missing_required_parameter")
+        if kind in _TEXT_FIELD and not isinstance(part.get(_TEXT_FIELD[kind]), str):
+            field = f"{param}.content[{j}].{_TEXT_FIELD[kind]}"
+            if part.get(_TEXT_FIELD[kind]) is None:
+                raise InvalidRequest(f"Missing required parameter: '{field}'.", param=field,
+                                     code="missing_required_parameter")
+            raise InvalidRequest(f"Invalid type for '{field}': expected a string.", param=field, code="invalid_type")
         if kind == "input_image" and not (part.get("image_url") or part.get("file_id")):
             raise InvalidRequest(f"Missing required parameter: '{param}.content[{j}].image_url'.",
                                  param=f"{param}.content[{j}].image_url", code="missing_required_parameter")
-    if role != "assistant":
-        try:
-            _MESSAGE.validate_python({"role": role, "content": content})
-        except ValidationError as exc:
-            raise from_validation_error(exc, f"{param}") from exc
+        if kind in _PART_ADAPTERS:  # each part against its own type: errors name the part's own field
+            try:
+                _PART_ADAPTERS[kind].validate_python(_with_detail(part))
+            except ValidationError as exc:
+                raise from_validation_error(exc, f"{param}.content[{j}]") from exc
+
+
+def _with_detail(part: dict[str, Any]) -> dict[str, Any]:
+    """An image part's ``detail`` defaults to "auto", as OpenAI documents (the SDK's type requires it)."""
+    return {"detail": "auto", **part} if part.get("type") == "input_image" else part
 
 
 def item_type(item: Any, param: str) -> Any:
@@ -97,6 +128,8 @@ def item_type(item: Any, param: str) -> Any:
 def validate_item(item: Any, param: str) -> dict[str, Any]:
     """Check one item; returns it with ``type`` filled in."""
     kind = item_type(item, param)
+    if item.get("id") is not None:  # a message's id goes unchecked below
+        check_id(item["id"], f"{param}.id")
     if kind == "message":
         _check_message(item, param)
         return {**item, "type": "message"}
@@ -126,7 +159,7 @@ def _parts(role: str, content: Any) -> list[dict[str, Any]]:
     for part in content:
         if part["type"] == "output_text":
             part = {"annotations": [], **part}
-        parts.append(part)
+        parts.append(_with_detail(part))
     return parts
 
 

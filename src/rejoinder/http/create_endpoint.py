@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rejoinder.api.create_response import validate_create
-from rejoinder.errors import APIError
+from rejoinder.errors import APIError, InvalidRequest
 from rejoinder.http.auth import principal_of
 from rejoinder.http.body import parse_json_body
 from rejoinder.http.errors import error_response, unexpected_error_response
@@ -127,8 +127,14 @@ class RejoinderApp(FastAPI):
     create_endpoint: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/responses":
-            scope["app"] = self
-            await self.create_endpoint(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if scope["method"] == "POST" and scope["path"] == "/v1/responses":
+                scope["app"] = self
+                await self.create_endpoint(scope, receive, send)
+                return
+            if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+                # No id or parameter holds a NUL (PostgreSQL's text cannot): refused before a query.
+                await error_response(InvalidRequest("The request URL contains a NUL character (%00).",
+                                                    code="invalid_value"))(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
