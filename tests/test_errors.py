@@ -1,5 +1,7 @@
 """Every bad input is a 4xx in OpenAI's error shape; nothing already stored is harmed."""
 
+import json
+
 import httpx
 import pytest
 
@@ -132,6 +134,34 @@ def test_client_ids_are_checked_before_they_reach_the_store(server, client):
         assert _err(httpx.get(url), 400)["code"] == "invalid_value"
     assert _err(httpx.delete(f"{server.url}/v1/conversations/conv_%00"), 400)["code"] == "invalid_value"
     assert [i.id for i in client.conversations.items.list(conv.id)] == [fits]  # nothing else stored
+
+
+def _schema(levels: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+def test_a_body_nested_too_deep_is_a_400(server, client):
+    """Found by fuzzing: a schema 60 levels deep broke JSON Schema's recursion, 127 broke orjson's
+    writer (a 500), and 450 reset the connection."""
+    schema = {"type": "json_schema", "name": "s", "schema": _schema(20)}  # 42 levels in the body: fine
+    r = client.responses.create(model=MODEL, input="hi", text={"format": schema})
+    assert client.responses.retrieve(r.id).text.format.schema_ == schema["schema"]
+    for levels in (40, 450, 2000):  # as text: Python's own encoder stops at ~1000 levels
+        nested = '{"type":"object","properties":{"a":' * levels + '{"type":"string"}' + "}}" * levels
+        body = json.dumps({"model": MODEL, "input": "hi", "text": {"format": {**schema, "schema": "@"}}})
+        body = body.replace('"@"', nested)
+        assert levels > 400 or json.loads(body)["text"]["format"]["schema"]["properties"]  # well-formed
+        assert "64 levels" in _err(post(server, content=body.encode(),
+                                        headers={"content-type": "application/json"}), 400)["message"]
+    deep: list = ["x"]
+    for _ in range(100):
+        deep = [deep]
+    e = _err(httpx.post(f"{server.url}/v1/conversations", json={"items": [{"role": "user", "content": "x",
+                                                                            "extra": deep}]}), 400)
+    assert e["code"] == "invalid_value"
 
 
 def test_bad_query_parameters(server, client):
