@@ -89,6 +89,12 @@ def test_malformed_json(server):
      "input[0].content[0].detail", "invalid_value"),
     ({"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]},
      "input[0].content[0].text", "invalid_type"),
+    # text is checked against the SDK's types too (a non-boolean strict was stored, then failed the stream).
+    ({"model": MODEL, "input": "hi", "text": {"verbosity": "extreme"}}, "text.verbosity", "invalid_value"),
+    ({"model": MODEL, "input": "hi", "text": {"format": {"type": "json_schema", "name": "s", "strict": "yes",
+                                                         "schema": {"type": "object"}}}},
+     "text.format.strict", "invalid_type"),
+    ({"model": MODEL, "input": "hi", "text": {"format": {"type": {}}}}, "text.format.type", "invalid_value"),
     # A role or part type that is not a string (it was looked up in a set: a 500).
     ({"model": MODEL, "input": [{"role": ["user"], "content": "x"}]}, "input[0].role", "invalid_value"),
     ({"model": MODEL, "input": [{"role": "user", "content": [{"type": {}}]}]}, "input[0].content[0].type",

@@ -11,7 +11,8 @@ import re
 from typing import Any, Literal
 
 import jsonschema
-from openai.types.responses import FunctionToolParam
+from openai.types import shared_params as SP
+from openai.types.responses import FunctionToolParam, ResponseFormatTextJSONSchemaConfigParam, ResponseTextConfigParam
 from openai.types.responses import tool_param as TP
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -23,6 +24,12 @@ from rejoinder.errors import InvalidRequest
 _TOOL_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "function": TypeAdapter(FunctionToolParam),
     "mcp": TypeAdapter(TP.Mcp),
+}
+_TEXT = TypeAdapter(ResponseTextConfigParam)
+_FORMATS: dict[str, TypeAdapter[Any]] = {
+    "text": TypeAdapter(SP.ResponseFormatText),
+    "json_object": TypeAdapter(SP.ResponseFormatJSONObject),
+    "json_schema": TypeAdapter(ResponseFormatTextJSONSchemaConfigParam),
 }
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 SUPPORTED_INCLUDE: frozenset[str] = frozenset()
@@ -106,16 +113,25 @@ def _strict_schema_problem(schema: Any, path: str = "") -> str | None:
 def validate_text_format(text: dict[str, Any] | None) -> None:
     if not text:
         return
+    try:  # the SDK's types, the format's by its own type: an error names the field
+        _TEXT.validate_python({k: v for k, v in text.items() if k != "format"}, strict=True)
+    except ValidationError as exc:
+        raise from_validation_error(exc, "text") from exc
     fmt = text.get("format")
     if fmt is None:
         return
-    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str) or fmt["type"] not in _FORMATS:
         raise InvalidRequest(
             f"Invalid value: '{(fmt or {}).get('type') if isinstance(fmt, dict) else fmt}'. "
             "Supported values are: 'text', 'json_object' and 'json_schema'.",
             param="text.format.type", code="invalid_value",
         )
-    if fmt["type"] != "json_schema":
+    try:
+        _FORMATS[fmt["type"]].validate_python(fmt, strict=True)
+    except ValidationError as exc:
+        if fmt["type"] != "json_schema" or not {e["loc"][0] for e in exc.errors()} <= {"name", "schema"}:
+            raise from_validation_error(exc, "text.format") from exc
+    if fmt["type"] != "json_schema":  # name and schema have their own, OpenAI-worded, checks below
         return
     name = fmt.get("name")
     if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
