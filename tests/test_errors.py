@@ -198,3 +198,26 @@ def test_body_over_the_limit_is_a_413(server, monkeypatch):
     e = _err(post(server, {"model": MODEL, "input": "x" * 2000}), 413)
     assert e["code"] == "request_too_large"
     assert post(server, {"model": MODEL, "input": "hi"}).json()["status"] == "completed"
+
+
+def test_an_unexpected_error_is_one_log_line_and_a_500_that_keeps_the_connection(server, client, monkeypatch, caplog):
+    from rejoinder.store.responses import ResponseStore
+
+    r = client.responses.create(model=MODEL, input="hi")
+
+    async def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ResponseStore, "get", broken)
+    with httpx.Client(base_url=server.url) as http:
+        failed = http.get(f"/v1/responses/{r.id}")
+        e = _err(failed, 500)
+        assert e["type"] == "server_error" and "a bug" not in e["message"]
+        monkeypatch.undo()
+        ok = http.get(f"/v1/responses/{r.id}")
+        assert ok.status_code == 200
+        # the same connection served both: uvicorn closed it after the error before
+        ports = [resp.extensions["network_stream"].get_extra_info("client_addr")[1] for resp in (failed, ok)]
+        assert ports[0] == ports[1]
+    tracebacks = [rec for rec in caplog.records if rec.exc_info]
+    assert len(tracebacks) == 1 and tracebacks[0].name == "rejoinder.http.errors"

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.api.errors import from_validation_error
 from rejoinder.errors import APIError, InvalidRequest
@@ -59,7 +60,35 @@ def install(app: FastAPI) -> None:
             api = APIError(str(exc.detail), status=exc.status_code)
         return error_response(api)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return unexpected_error_response()
+    app.add_middleware(UnexpectedErrors)
+
+
+class UnexpectedErrors:
+    """A route's unexpected error: logged once, answered with OpenAI's 500, the connection kept.
+
+    Starlette's own handler for ``Exception`` re-raises after answering, so uvicorn logged the
+    traceback a second time and closed the connection under the client's keep-alive pool. An error
+    after the answer began can only end the connection, which uvicorn does.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error")
+            await unexpected_error_response()(scope, receive, send)
