@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from rejoinder.errors import InvalidRequest
 
 
@@ -120,6 +122,13 @@ def _refuse_unsupported_mcp(tool: dict[str, Any], param: str) -> None:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise InvalidRequest("MCP tools need an http(s) server_url.", param=f"{param}.server_url",
                              code="missing_required_parameter" if not url else "invalid_value")
+    try:
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        host = ""
+    if not host:  # refused here rather than tried (a 424 that blamed the server)
+        raise InvalidRequest(f"Invalid 'server_url': '{url}' is not a valid URL.", param=f"{param}.server_url",
+                             code="invalid_value")
 
 
 MAX_TOOL_NAME = 64
