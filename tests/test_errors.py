@@ -225,3 +225,10 @@ def test_an_unexpected_error_is_one_log_line_and_a_500_that_keeps_the_connection
         assert ports[0] == ports[1]
     tracebacks = [rec for rec in caplog.records if rec.exc_info]
     assert len(tracebacks) == 1 and tracebacks[0].name == "rejoinder.http.errors"
+
+
+def test_the_id_limit_is_the_id_columns_length():
+    from rejoinder.api.items import MAX_ID_LENGTH
+    from rejoinder.store.schema import conversation_items, response_items
+
+    assert MAX_ID_LENGTH == response_items.c.item_id.type.length == conversation_items.c.item_id.type.length
