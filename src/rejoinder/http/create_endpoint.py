@@ -122,7 +122,8 @@ class CreateResponseEndpoint:
 
 
 class RejoinderApp(FastAPI):
-    """FastAPI, with ``POST /v1/responses`` served before its middleware and router."""
+    """FastAPI, with ``POST /v1/responses`` served before its middleware and router, and a URL
+    holding a NUL refused before any route (and so any query) sees it."""
 
     create_endpoint: ASGIApp
 
