@@ -12,7 +12,6 @@ import pytest
 
 from rejoinder.config import Settings
 from rejoinder.http.app import create_app
-from rejoinder.http.protocol import HttpProtocol
 from tests import postgres
 from tests.fake_upstream import FakeUpstream, ThreadServer
 
@@ -76,7 +75,7 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
             "embedded": {"enabled": "off"},
         }
         settings = Settings(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
-        server = ThreadServer(create_app(settings), http=HttpProtocol).__enter__()  # as `rejoinder serve`
+        server = ThreadServer(create_app(settings)).__enter__()
         started.append(server)
         return server
 

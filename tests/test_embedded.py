@@ -239,6 +239,27 @@ def test_queue_is_fifo_and_bounded():
     assert asyncio.run(scenario()) == [1, 99]
 
 
+def test_queue_admission_is_explicit_and_per_response():
+    """A response that passed admission waits in a full line; one that did not is refused. The
+    admission was a task-local flag that was never reset, so every later response made in the same
+    task (one WebSocket connection makes many) skipped the line's bound."""
+
+    async def scenario() -> None:
+        queue = ModelQueue(max_waiting=1)
+        queue.admit()  # admitted while the line is empty
+        await queue.acquire(admitted=True)
+        waiting = asyncio.ensure_future(queue.acquire(admitted=True))  # admitted, so it waits
+        await asyncio.sleep(0)
+        assert queue.full()
+        with pytest.raises(BackendError):  # the same task, a later response, not admitted: refused
+            await asyncio.wait_for(queue.acquire(), 10)
+        queue.release()
+        await waiting
+        queue.release()
+
+    asyncio.run(scenario())
+
+
 LONG = {"type": "object", "properties": {"flags": {"type": "array", "items": {"type": "boolean"},
                                                    "minItems": 40, "maxItems": 40}},
         "required": ["flags"], "additionalProperties": False}

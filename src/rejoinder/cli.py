@@ -39,10 +39,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
     from rejoinder.http.app import create_app
-    from rejoinder.http.protocol import HttpProtocol
 
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
-                timeout_graceful_shutdown=15, http=HttpProtocol)
+                timeout_graceful_shutdown=15)
 
 
 if __name__ == "__main__":

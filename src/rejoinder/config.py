@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rejoinder.request_context import MAX_BODY_BYTES
+
 RecordingMode = Literal["live", "record", "replay", "record-if-missing"]
 
 
@@ -63,6 +65,7 @@ class Settings(BaseSettings):
     replica_id: str | None = None
     lease_seconds: float = 30.0
     background_workers: int = 4
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="the largest request body, any route")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -6,7 +6,6 @@ silently ignored.
 
 from __future__ import annotations
 
-import contextvars
 import re
 from typing import Any, Literal
 
@@ -33,13 +32,6 @@ _FORMATS: dict[str, TypeAdapter[Any]] = {
 }
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 SUPPORTED_INCLUDE: frozenset[str] = frozenset()
-# The request being served. The model registry reads it when it resolves the model (refusing
-# truncation "auto" where the context window is unknown, and letting the embedded model check
-# length and queue before the response starts); the embedded backend reads it to truncate. It
-# travels with the request's context into the tasks that run the response.
-current_request: contextvars.ContextVar[CreateResponse | None] = contextvars.ContextVar(
-    "rejoinder_current_request", default=None
-)
 
 
 class ConversationRef(BaseModel):
@@ -216,5 +208,4 @@ def validate_create(body: Any) -> CreateResponse:
             "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or "
             "'conversation'.", param="previous_response_id", code="mutually_exclusive_parameters",
         )
-    current_request.set(req)
     return req

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rejoinder.backends.chunk import Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a backend is told about the response it serves, on each of its inference steps.
+
+    Made once per response, before its first event, by :meth:`ModelRegistry.admit` (where a backend
+    may refuse it with a 4xx), and passed explicitly to every ``stream`` call of that response."""
+
+    truncation: bool = False  # the request asked for truncation "auto"
+    admitted: bool = False  # a backend with a line (the embedded model) let it in: later steps wait
+    test_id: str | None = None  # record/replay's key (``X-Rejoinder-Test-Id``)
+
+
+NOT_ADMITTED = Admission()
 
 
 class ChatBackend(Protocol):
@@ -16,7 +31,7 @@ class ChatBackend(Protocol):
     arrived together, so a burst costs the engine one pass rather than one per chunk. A backend
     that fails mid-batch yields what it read first."""
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]: ...
+    def stream(self, body: dict[str, Any], admission: Admission = NOT_ADMITTED) -> AsyncIterator[list[Chunk]]: ...
 
     async def aclose(self) -> None: ...
 
@@ -31,4 +46,7 @@ class ModelRoute:
     max_tokens_param: str = "max_tokens"
     owned_by: str = "rejoinder"
     context_window: int | None = None
+    # Checks of a request that must fail before its response starts (a 4xx, not a failed
+    # response), and what the backend needs to know of it: see ``ModelRegistry.admit``.
+    admit: Callable[[Any, Admission], Admission] | None = None
     extra: dict[str, Any] = field(default_factory=dict)

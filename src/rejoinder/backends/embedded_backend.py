@@ -17,13 +17,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from rejoinder.backends.base import NOT_ADMITTED, Admission
 from rejoinder.backends.chunk import ChoiceDelta, Chunk, Usage, make_chunk
 from rejoinder.backends.embedded_grammar import (
     DecodePlan,
@@ -97,11 +98,11 @@ class EmbeddedBackend:
 
     # -- admission, before the response starts ----------------------------------------------------
 
-    def admit(self, request: Any) -> None:
+    def admit(self, request: Any, admission: Admission) -> Admission:
         """Refuse, as real 4xx answers, what can be known to fail before the response starts."""
-        if request is not None:
-            self._check_input_length(request)
+        self._check_input_length(request)
         self.queue.admit()
+        return replace(admission, admitted=True)
 
     def _count(self, text: str) -> int:
         return len(self._vocab.tokenize(text.encode(), add_bos=False, special=False))
@@ -123,7 +124,7 @@ class EmbeddedBackend:
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
+    async def stream(self, body: dict[str, Any], admission: Admission = NOT_ADMITTED) -> AsyncIterator[list[Chunk]]:
         try:
             plan = plan_decoding(body, self.grammars)
         except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
@@ -136,9 +137,9 @@ class EmbeddedBackend:
             max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
             temperature=float(body.get("temperature", 1.0)),
             top_p=float(body.get("top_p", 1.0)),
-            truncate=_truncation_requested(),
+            truncate=admission.truncation,
         )
-        await self.queue.acquire()
+        await self.queue.acquire(admission.admitted)
         self._jobs.add(job)
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[_Piece | _End | BackendError] = asyncio.Queue()
@@ -251,14 +252,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
-
-
-def _truncation_requested() -> bool:
-    """Whether the request being served asked for ``truncation: "auto"`` (see create_response)."""
-    from rejoinder.api.create_response import current_request
-
-    request = current_request.get()
-    return request is not None and request.truncation == "auto"
 
 
 class _Reader:

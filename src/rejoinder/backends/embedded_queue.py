@@ -9,14 +9,9 @@ line without ever touching the model. The line has a bound so that an overloaded
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections import deque
 
 from rejoinder.errors import BackendError, Overloaded
-
-# Set when a response passed admission (before its first event); its later inference steps, such
-# as the one after a tool call, then never fail on a full line halfway through the response.
-_admitted: contextvars.ContextVar[bool] = contextvars.ContextVar("rejoinder_embedded_admitted", default=False)
 
 
 def busy_message(waiting: int) -> str:
@@ -47,14 +42,15 @@ class ModelQueue:
         """Refuse a new response before it starts (a real HTTP 429) when the line is full."""
         if self.full():
             raise Overloaded(busy_message(self.waiting))
-        _admitted.set(True)
 
-    async def acquire(self) -> None:
-        """Wait for the model. Only a caller that skipped :meth:`admit` can still be refused here."""
+    async def acquire(self, admitted: bool = False) -> None:
+        """Wait for the model. A response that passed :meth:`admit` (before its first event) always
+        waits, so its later inference steps, such as the one after a tool call, never fail on a
+        full line halfway through it; only a caller that skipped admission can be refused here."""
         if not self._busy and not self.waiting:
             self._busy = True
             return
-        if self.full() and not _admitted.get():
+        if self.full() and not admitted:
             raise BackendError(busy_message(self.waiting), "rate_limit_exceeded", 429)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

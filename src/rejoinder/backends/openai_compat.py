@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 
 from rejoinder import __version__
+from rejoinder.backends.base import NOT_ADMITTED, Admission
 from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_json, chunks_from_json
 from rejoinder.errors import BackendError
 
@@ -187,7 +188,7 @@ class OpenAICompatBackend:
             )
         return self._session
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
+    async def stream(self, body: dict[str, Any], admission: Admission = NOT_ADMITTED) -> AsyncIterator[list[Chunk]]:
         """The answer's chunks, in batches. It ends at ``[DONE]``: the end of the HTTP body after
         it can come in a later packet (a server that ends its body in a write of its own, a proxy
         in between), and the turn does not wait for it. It is read in the background, so the

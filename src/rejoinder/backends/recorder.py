@@ -7,7 +7,6 @@ names. A replay miss raises an error naming the hash and the closest recordings.
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import hashlib
 import json
@@ -17,14 +16,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from rejoinder.backends.base import ChatBackend
+from rejoinder.backends.base import NOT_ADMITTED, Admission, ChatBackend
 from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_python
 from rejoinder.errors import BackendError
 
 log = logging.getLogger(__name__)
 
 ENDPOINT = "/v1/chat/completions"
-current_test_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("rejoinder_test_id", default=None)
 
 _FLOAT_IN_STRING = re.compile(r"(-?\d+\.\d{4,})")
 
@@ -172,8 +170,8 @@ class RecordingBackend:
         self.url = url
         self.last_match: str | None = None
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
-        test_id = current_test_id.get()
+    async def stream(self, body: dict[str, Any], admission: Admission = NOT_ADMITTED) -> AsyncIterator[list[Chunk]]:
+        test_id = admission.test_id
         if self.mode in ("replay", "record-if-missing"):
             found = self.store.find(body, test_id)
             if found is not None:
@@ -191,7 +189,7 @@ class RecordingBackend:
         if self.inner is None:
             raise BackendError("No upstream backend to record from.", "server_error")
         chunks: list[Chunk] = []
-        async for batch in self.inner.stream(body):
+        async for batch in self.inner.stream(body, admission):
             chunks.extend(batch)
             yield batch
         self.store.write(body, test_id, self.url, chunks)

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from rejoinder.backends.base import ChatBackend, ModelRoute
+from rejoinder.backends.base import Admission, ChatBackend, ModelRoute
 from rejoinder.backends.openai_compat import OpenAICompatBackend
 from rejoinder.backends.recorder import RecordingBackend
 from rejoinder.config import Settings
@@ -60,27 +60,21 @@ class ModelRegistry:
                 f"The model '{model}' does not exist. Available models: {', '.join(sorted(self.routes))}.",
                 param="model", code="model_not_found",  # OpenAI's code for an unknown model
             )
-        self._admit(route)
         return route
 
     @staticmethod
-    def _admit(route: ModelRoute) -> None:
-        """Checks of the request being served that must fail before its response starts (4xx, not
-        a failed response): truncation needs a known context window; a route may add its own
-        (the embedded model checks input length and its queue)."""
-        from rejoinder.api.create_response import current_request
-
-        request = current_request.get()
-        if request is not None and request.model != route.name:
-            request = None  # resolving some other model than the request's own
-        if request is not None and request.truncation == "auto" and route.context_window is None:
+    def admit(route: ModelRoute, request: Any, test_id: str | None = None) -> Admission:
+        """Checks of ``request`` that must fail before its response starts (4xx, not a failed
+        response): truncation needs a known context window; a route may add its own (the
+        embedded model checks input length and its queue). Returns what the backend is told on
+        each inference step of the response."""
+        if request.truncation == "auto" and route.context_window is None:
             raise InvalidRequest(
                 f"truncation 'auto' is not supported for model '{route.name}': its context window is "
                 "unknown to this server. Use truncation 'disabled'.", param="truncation", code="unsupported_value",
             )
-        admit = route.extra.get("admit")
-        if admit is not None:
-            admit(request)
+        admission = Admission(truncation=request.truncation == "auto", test_id=test_id)
+        return route.admit(request, admission) if route.admit is not None else admission
 
     def listing(self) -> dict[str, Any]:
         return {

@@ -248,7 +248,7 @@ class ResponseRun:
         body = chat_body(plan.route, plan.params, messages, tools, choice)
         self._calls = {}
         self._open_call = None
-        async for chunks in plan.route.backend.stream(body):
+        async for chunks in plan.route.backend.stream(body, plan.admission):
             if self._hold is not None:
                 await self._hold.wait()
                 self._hold = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rejoinder.backends.base import ModelRoute
+from rejoinder.backends.base import Admission, ModelRoute
 from rejoinder.tools.mcp_client import McpSessions
 from rejoinder.tools.toolset import Toolset
 
@@ -15,6 +15,7 @@ class RunPlan:
     response: dict[str, Any]  # the Response object as first emitted
     owner: str
     route: ModelRoute
+    admission: Admission  # what the backend is told on each inference step (ModelRegistry.admit)
     params: dict[str, Any]  # the validated request
     history: list[dict[str, Any]]  # earlier items (previous_response_id chain or conversation)
     input_items: list[dict[str, Any]]  # this turn's input, ids assigned

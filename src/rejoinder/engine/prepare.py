@@ -17,6 +17,7 @@ from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import new_response_id
 from rejoinder.engine.plan import RunPlan
 from rejoinder.errors import APIError, InvalidRequest, not_found
+from rejoinder.request_context import RequestContext
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
 from rejoinder.tools.mcp_client import McpSessions, McpUnavailable
@@ -127,13 +128,14 @@ def _initial_response(req: CreateResponse, response_id: str, conversation_id: st
 
 async def prepare(
     req: CreateResponse,
-    owner: str | None,
+    context: RequestContext,
     registry: ModelRegistry,
     responses: ResponseStore,
     conversations: ConversationStore,
     mcp_timeout: float,
     response_id: str | None = None,
 ) -> RunPlan:
+    owner = context.principal
     route = registry.resolve(req.model)
     conversation_id = conversation_id_of(req)
     history: list[dict[str, Any]] = []
@@ -180,10 +182,16 @@ async def prepare(
         raise
 
     response = _initial_response(req, response_id or new_response_id(), conversation_id)
+    try:  # last: a refusal here (a full line) must not hold a place in it
+        admission = registry.admit(route, req, context.test_id)
+    except BaseException:
+        await sessions.aclose()
+        raise
     return RunPlan(
         response=response,
-        owner=owner or "",
+        owner=owner,
         route=route,
+        admission=admission,
         params=params,
         history=history,
         input_items=input_items,

@@ -14,8 +14,8 @@ from rejoinder import __version__
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
 from rejoinder.http import errors, routes_conversations, routes_models, routes_responses
-from rejoinder.http.create_endpoint import CreateResponseEndpoint, RejoinderApp
-from rejoinder.http.testid import TestIdMiddleware
+from rejoinder.http.gate import RequestGate
+from rejoinder.http.routes_create import create_response
 from rejoinder.services.background import BackgroundWorker, lease_owner_token
 from rejoinder.services.responses import ResponsesService
 from rejoinder.store.conversations import ConversationStore
@@ -50,7 +50,9 @@ async def build_services(settings: Settings) -> Services:
     return Services(settings, db, registry, responses, conversations, background)
 
 
-def create_app(settings: Settings) -> RejoinderApp:
+def create_app(settings: Settings) -> FastAPI:
+    """One pipeline for every route: FastAPI's, with the gate (limits, principal) and OpenAI's error shape."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings)
@@ -66,16 +68,13 @@ def create_app(settings: Settings) -> RejoinderApp:
             await services.registry.aclose()
             await services.db.dispose()
 
-    app = RejoinderApp(title="Rejoinder", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="Rejoinder", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
-    errors.install(app)
-    create = CreateResponseEndpoint(app)
-    app.router.add_route("/v1/responses", create, methods=["POST"])
+    app.add_middleware(RequestGate, settings=settings)
+    errors.install(app)  # its middleware wraps the gate: an unexpected error there is a 500 too
+    # A plain Starlette route (no dependency injection): the one route on a turn's latency path.
+    app.router.add_route("/v1/responses", create_response, methods=["POST"])
     app.include_router(routes_models.router)
     app.include_router(routes_responses.router)
     app.include_router(routes_conversations.router)
-    app.create_endpoint = create
-    if settings.recording.mode != "live":
-        app.add_middleware(TestIdMiddleware)
-        app.create_endpoint = TestIdMiddleware(create)
     return app

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import Request
-
 from rejoinder.errors import Unauthorized
 
 ANONYMOUS = "anonymous"
@@ -23,8 +21,3 @@ def principal_of(keys: dict[str, str], authorization: str | None) -> str:
         shown = f"{token[:3]}...{token[-4:]}" if len(token) > 8 else "***"
         raise Unauthorized(f"Incorrect API key provided: {shown}.")
     return owner
-
-
-async def principal(request: Request) -> str:
-    """Async on purpose: FastAPI runs a sync dependency in a worker thread, a hop on every request."""
-    return principal_of(request.app.state.settings.api_keys, request.headers.get("authorization"))

@@ -8,11 +8,8 @@ import orjson
 from fastapi import Request
 
 from rejoinder.errors import InvalidRequest
-
-# How deep objects and arrays may nest in a request body. A body is stored and sent back as JSON, and
-# orjson writes at most 255 levels; JSON Schema validation recurses a Python frame or more per
-# level. 64 levels (a schema 30 levels deep) is far beyond OpenAI's own limit of 10 for a schema.
-MAX_DEPTH = 64
+from rejoinder.http.gate import CONTEXT_KEY
+from rejoinder.request_context import MAX_JSON_DEPTH, RequestContext
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -27,29 +24,31 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
 
 
 async def json_body(request: Request) -> Any:
-    return parse_json_body(await request.body())
+    """The body as JSON, within the request's limits (the gate read it whole, within its size)."""
+    context: RequestContext = request.scope[CONTEXT_KEY]
+    return parse_json_body(await request.body(), context.limits.max_json_depth)
 
 
-def parse_json_body(raw: bytes) -> Any:
+def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if not raw:
         raise InvalidRequest("The request body is empty; expected a JSON object.", code="invalid_json")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if str(exc).startswith("depth limit exceeded"):  # orjson stops at 1024 levels
-            raise _too_deep() from exc
+            raise _too_deep(max_depth) from exc
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
             "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
             code="invalid_json",
         ) from exc
     # Fewer brackets than the limit cannot nest past it: most bodies skip the walk.
-    if isinstance(body, dict | list) and raw.count(b"{") + raw.count(b"[") > MAX_DEPTH \
-            and _depth_exceeds(body, MAX_DEPTH):
-        raise _too_deep()
+    if isinstance(body, dict | list) and raw.count(b"{") + raw.count(b"[") > max_depth \
+            and _depth_exceeds(body, max_depth):
+        raise _too_deep(max_depth)
     return body
 
 
-def _too_deep() -> InvalidRequest:
-    return InvalidRequest(f"The request body nests objects and arrays more than {MAX_DEPTH} levels deep.",
+def _too_deep(max_depth: int) -> InvalidRequest:
+    return InvalidRequest(f"The request body nests objects and arrays more than {max_depth} levels deep.",
                           code="invalid_value")

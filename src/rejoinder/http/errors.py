@@ -51,11 +51,9 @@ def install(app: FastAPI) -> None:
         return error_response(api)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            api = APIError("Not found.", status=404)
-        elif exc.status_code == 405:
-            api = APIError("Method not allowed.", status=405)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code in (404, 405):  # no route for this path, or not for this method: OpenAI's 404
+            api = APIError(f"Invalid URL ({request.method} {request.url.path})", status=404)
         else:
             api = APIError(str(exc.detail), status=exc.status_code)
         return error_response(api)

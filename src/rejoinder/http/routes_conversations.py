@@ -11,8 +11,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from rejoinder.api import conversations as api
-from rejoinder.http.auth import principal
 from rejoinder.http.body import json_body
+from rejoinder.http.gate import principal
 from rejoinder.ids import new_id
 from rejoinder.store.conversations import ConversationStore, conversation_not_found
 from rejoinder.store.pagination import Page

@@ -1,4 +1,4 @@
-"""``/v1/responses``: retrieve, delete, list, input items, cancel. Create is ``http/create_endpoint.py``."""
+"""``/v1/responses``: retrieve, delete, list, input items, cancel. Create is ``http/routes_create.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from rejoinder.errors import InvalidRequest, not_found
-from rejoinder.http.auth import principal
+from rejoinder.http.gate import principal
 from rejoinder.http.sse import sse_frames_response
 
 router = APIRouter()

@@ -42,6 +42,7 @@ from rejoinder.engine.loop import Persistence, ResponseRun
 from rejoinder.engine.plan import RunPlan
 from rejoinder.engine.prepare import prepare
 from rejoinder.errors import APIError, InvalidRequest, not_found
+from rejoinder.request_context import RequestContext
 from rejoinder.services.persistence import conversation_append
 from rejoinder.services.responses import ResponsesService
 from rejoinder.store.leases import LeaseStore
@@ -176,12 +177,13 @@ class BackgroundWorker:
 
     # -- accepting a background request ------------------------------------------------------
 
-    async def submit(self, raw: dict[str, Any], req: CreateResponse, owner: str) -> dict[str, Any]:
+    async def submit(self, raw: dict[str, Any], req: CreateResponse, context: RequestContext) -> dict[str, Any]:
         """Store the response as queued (with its first events) and start it here if there is room."""
         if not req.store:
             raise InvalidRequest("Background mode requires store to be true.", param="background",
                                  code="invalid_value")
-        run = await self.service.start(req, owner)
+        owner = context.principal
+        run = await self.service.start(req, context)
         plan = run.plan
         first = ResponseState(copy.deepcopy(plan.response))
         events = [(0, event_json(first.created())), (1, event_json(first.queued()))]
@@ -234,7 +236,7 @@ class BackgroundWorker:
             return None
         try:
             req = validate_create(stored.request)
-            plan = await prepare(req, stored.owner, self.service.registry, self.store,
+            plan = await prepare(req, RequestContext.of(stored.owner), self.service.registry, self.store,
                                  self.service.conversations,
                                  self.settings.mcp_timeout, job.response_id)
         except APIError as exc:

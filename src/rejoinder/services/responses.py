@@ -15,6 +15,7 @@ from rejoinder.engine.fold import Reply, fold
 from rejoinder.engine.loop import ResponseRun
 from rejoinder.engine.prepare import conversation_id_of, prepare
 from rejoinder.errors import InvalidRequest
+from rejoinder.request_context import RequestContext
 from rejoinder.services.persistence import StorePersistence
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
@@ -41,12 +42,13 @@ class ResponsesService:
         self.conversations = conversations
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def start(self, req: CreateResponse, owner: str) -> ResponseRun:
+    async def start(self, req: CreateResponse, context: RequestContext) -> ResponseRun:
         """Take the conversation's lock, then prepare the run (all 4xx checks happen there).
 
         The lock comes first so the context is read after the previous turn committed: a turn
         that continues a tool call finds the call, and no turn answers a stale history.
         """
+        owner = context.principal
         response_id = new_response_id()
         conversation_id = conversation_id_of(req)
         if conversation_id:
@@ -55,7 +57,7 @@ class ResponsesService:
             if not locked:
                 raise ConversationLocked()
         try:
-            plan = await prepare(req, owner, self.registry, self.responses, self.conversations,
+            plan = await prepare(req, context, self.registry, self.responses, self.conversations,
                                  self.settings.mcp_timeout, response_id)
         except BaseException:
             if conversation_id:
@@ -64,7 +66,7 @@ class ResponsesService:
         persistence = StorePersistence(self.responses, self.conversations)
         return ResponseRun(plan, persistence, self.settings.max_tool_iterations)
 
-    async def create(self, req: CreateResponse, owner: str, reply: Reply) -> None:
+    async def fold(self, run: ResponseRun, reply: Reply) -> None:
         """Run a response that is not streamed: ``reply`` gets its head once the run starts and its
         JSON once it is stored (see ``fold``).
 
@@ -72,18 +74,17 @@ class ResponsesService:
         ``reply`` is called from that task, the body right after the commit: handing the result
         back to the request's task first took two more passes of the event loop.
         """
-        run = await self.start(req, owner)
         task = asyncio.ensure_future(fold(run, reply))
         self._track(task)
         await asyncio.shield(task)
 
-    async def stream(self, req: CreateResponse, owner: str) -> AsyncIterator[list[Event]]:
+    async def stream(self, req: CreateResponse, context: RequestContext) -> AsyncIterator[list[Event]]:
         """Events of a new response, in batches: each batch is every event ready when the client
         takes more, so a burst of upstream chunks leaves in one write instead of one per event.
 
         The run is driven by its own task, so a client that disconnects mid-stream leaves the
         response to finish and be stored consistently."""
-        run = await self.start(req, owner)
+        run = await self.start(req, context)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         listening = True
 
