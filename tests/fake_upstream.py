@@ -44,20 +44,34 @@ def calls(*pairs: tuple[str, Any], **kw: Any) -> Turn:
     return Turn(tool_calls=list(pairs), **kw)
 
 
-def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None) -> bytes:
+def token_logprob(token: str, top: int) -> dict[str, Any]:
+    """A made-up, deterministic log probability of ``token`` and its ``top`` alternatives, as chat
+    completions sends them (``choices[].logprobs.content[]``)."""
+    value = -round(len(token) / 10, 3)
+    alternatives = [{"token": token, "logprob": value, "bytes": list(token.encode())}]
+    alternatives += [{"token": f"{token}~{i}", "logprob": value - i, "bytes": list(f"{token}~{i}".encode())}
+                     for i in range(1, top)]
+    return {"token": token, "logprob": value, "bytes": list(token.encode()), "top_logprobs": alternatives[:top]}
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None,
+           logprobs: dict[str, Any] | None = None) -> bytes:
     body = {
         "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "fake-model",
-        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
         "usage": usage,
     }
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-def render(turn: Turn) -> list[bytes]:
+def render(turn: Turn, top_logprobs: int | None = None) -> list[bytes]:
+    """The turn's chunks; with ``top_logprobs`` (the request asked for logprobs) each text chunk
+    carries its token's log probability and that many alternatives."""
     out = [_chunk({"role": "assistant", "content": ""})]
     if turn.reasoning:
         out.extend(_chunk({"reasoning_content": w}) for w in _split(turn.reasoning))
-    out.extend(_chunk({"content": w}) for w in _split(turn.text))
+    out.extend(_chunk({"content": w}, logprobs=None if top_logprobs is None else
+                      {"content": [token_logprob(w, top_logprobs)]}) for w in _split(turn.text))
     for i, (name, args) in enumerate(turn.tool_calls):
         raw = args if isinstance(args, str) else json.dumps(args)
         out.append(_chunk({"tool_calls": [{"index": i, "id": f"call_fake{i}_{int(time.time() * 1e6) % 10**9}",
@@ -120,7 +134,7 @@ class FakeUpstream:
             if turn.status != 200:
                 return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
                                     status_code=turn.status)
-            frames = render(turn)
+            frames = render(turn, body.get("top_logprobs", 0) if body.get("logprobs") else None)
 
             async def gen() -> Any:
                 for i, frame in enumerate(frames):

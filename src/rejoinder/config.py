@@ -28,6 +28,8 @@ class BackendConfig(BaseModel):
     model: str | None = Field(default=None, description="upstream model name; defaults to the public name")
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     timeout: float = 600.0
+    cache_hints: bool = Field(default=True, description="pass prompt_cache_key and prompt_cache_retention on; "
+                              "off for a backend that refuses parameters it does not know")
 
 
 class EmbeddedConfig(BaseModel):

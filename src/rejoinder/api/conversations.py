@@ -14,10 +14,12 @@ from typing import Any
 from openai.types.conversations.conversation_item import ConversationItem
 from openai.types.responses import response_input_item_param as P
 from openai.types.responses.response_includable import ResponseIncludable
+from openai.types.responses.response_input_item_param import ResponseInputItemParam
 from pydantic import TypeAdapter, ValidationError
 
 from rejoinder.api.errors import from_validation_error
 from rejoinder.api.items import ITEM_TYPES, item_type, normalize_item, validate_item
+from rejoinder.api.known_keys import refuse_unknown_keys
 from rejoinder.api.metadata import validate_metadata
 from rejoinder.errors import InvalidRequest
 from rejoinder.ids import new_id, new_item_id
@@ -97,6 +99,7 @@ def validate_conversation_item(item: Any, param: str) -> dict[str, Any]:
     if kind in _ENGINE_TYPES:
         out = normalize_item(validate_item(_with_defaults(item, kind), param))
     elif isinstance(kind, str) and kind in _OTHER_TYPES:
+        refuse_unknown_keys(item, ResponseInputItemParam, param)
         out = _with_defaults(item, kind)
         try:
             _OTHER_TYPES[kind][0].validate_python(out)

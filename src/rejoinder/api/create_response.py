@@ -1,7 +1,8 @@
 """The body of ``POST /v1/responses``: validated, with every tool and input item checked.
 
-Parameters OpenAI accepts but Rejoinder cannot honour are refused with a 400 naming them, never
-silently ignored.
+Unknown keys are refused at every depth (``known_keys``); each parameter is honoured, accepted as a
+hint, or refused with a 400 naming it (``parameters``); tools are checked by ``tools``. Nothing a
+client sends is silently ignored.
 """
 
 from __future__ import annotations
@@ -11,27 +12,30 @@ from typing import Any, Literal
 
 import jsonschema
 from openai.types import shared_params as SP
-from openai.types.responses import FunctionToolParam, ResponseFormatTextJSONSchemaConfigParam, ResponseTextConfigParam
-from openai.types.responses import tool_param as TP
+from openai.types.responses import ResponseFormatTextJSONSchemaConfigParam, ResponseTextConfigParam
+from openai.types.responses import response_create_params as R
+from openai.types.responses import response_input_item_param as P
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from rejoinder.api.errors import from_validation_error
 from rejoinder.api.items import check_id, validate_item
+from rejoinder.api.known_keys import refuse_unknown_keys
 from rejoinder.api.metadata import validate_metadata
+from rejoinder.api.parameters import check_parameters
+from rejoinder.api.tools import validate_tools
 from rejoinder.errors import InvalidRequest
 
-_TOOL_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    "function": TypeAdapter(FunctionToolParam),
-    "mcp": TypeAdapter(TP.Mcp),
-}
 _TEXT = TypeAdapter(ResponseTextConfigParam)
 _FORMATS: dict[str, TypeAdapter[Any]] = {
     "text": TypeAdapter(SP.ResponseFormatText),
     "json_object": TypeAdapter(SP.ResponseFormatJSONObject),
     "json_schema": TypeAdapter(ResponseFormatTextJSONSchemaConfigParam),
 }
+_COMPACTION_TRIGGER = TypeAdapter(P.CompactionTrigger)
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-SUPPORTED_INCLUDE: frozenset[str] = frozenset()
+# The body's top level, for the unknown-key walk (input items are walked one by one, in validate_item).
+_BODY = R.ResponseCreateParamsNonStreaming
+_FLOATS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
 class ConversationRef(BaseModel):
@@ -40,6 +44,9 @@ class ConversationRef(BaseModel):
 
 
 class CreateResponse(BaseModel):
+    """Every field of ``ResponseCreateParams`` (and the client extras): ``api/parameters.py`` says
+    which are honoured, which are hints, and which are refused."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str
@@ -49,9 +56,12 @@ class CreateResponse(BaseModel):
     conversation: str | ConversationRef | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     max_output_tokens: int | None = Field(default=None, ge=16)
     text: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    client_metadata: dict[str, Any] | None = None
     store: bool = True
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -59,21 +69,36 @@ class CreateResponse(BaseModel):
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     tools: list[Any] = Field(default_factory=list)
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
     max_tool_calls: int | None = Field(default=None, ge=1)
-    include: list[str] | None = None
+    include: list[Any] | None = None
     reasoning: dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     service_tier: str | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     prompt: dict[str, Any] | None = None
+    # hints (api/parameters.py)
+    prompt_cache_options: dict[str, Any] | None = None
+    background_options: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    access_programs: dict[str, Any] | None = None
+    context_management: list[Any] | None = None
+    moderation: dict[str, Any] | None = None
+    # not a parameter: set when the input ends with a compaction_trigger item (compaction: issue 19)
+    compaction_requested: bool = False
+
+    @property
+    def logprobs(self) -> bool:
+        """Whether the output text carries log probabilities (``include``, as on OpenAI)."""
+        return "message.output_text.logprobs" in (self.include or ())
 
 
 def _float_ok(data: dict[str, Any]) -> dict[str, Any]:
     """JSON has one number type: accept integers where a float is expected (strict mode would not)."""
-    for key in ("temperature", "top_p"):
+    for key in _FLOATS:
         if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
             data[key] = float(data[key])
     return data
@@ -145,55 +170,48 @@ def validate_text_format(text: dict[str, Any] | None) -> None:
                                  param="text.format.schema", code="invalid_json_schema")
 
 
-def _refuse_unsupported(req: CreateResponse) -> None:
-    if req.prompt is not None:
-        raise InvalidRequest("Stored prompts are not supported by this server.", param="prompt",
-                             code="unsupported_parameter")
-    if req.top_logprobs:
-        raise InvalidRequest("top_logprobs is not supported by this server.", param="top_logprobs",
-                             code="unsupported_parameter")
-    for value in req.include or []:
-        if value not in SUPPORTED_INCLUDE:
-            raise InvalidRequest(f"include value '{value}' is not supported by this server.", param="include",
-                                 code="unsupported_value")
-    if req.service_tier not in (None, "auto", "default"):
-        raise InvalidRequest(f"service_tier '{req.service_tier}' is not supported by this server.",
-                             param="service_tier", code="unsupported_value")
-    reasoning = req.reasoning or {}
-    if reasoning.get("summary") is not None or reasoning.get("generate_summary") is not None:
-        raise InvalidRequest("Reasoning summaries are not supported by this server.", param="reasoning.summary",
-                             code="unsupported_value")
-    if (req.stream_options or {}).keys() - {"include_obfuscation"}:
-        raise InvalidRequest("Unknown stream_options field.", param="stream_options", code="unknown_parameter")
-    if req.stream_options is not None and not req.stream:
-        raise InvalidRequest("stream_options can only be set when stream is true.", param="stream_options",
-                             code="invalid_value")
+def _compaction_trigger(req: CreateResponse) -> None:
+    """A ``compaction_trigger`` item asks to compact the context; it must be the last input item.
+    It is validated and taken out of the input, and the request is marked: compaction itself is
+    not performed yet (the turn runs on the whole context)."""
+    if not isinstance(req.input, list):
+        return
+    for i, item in enumerate(req.input):
+        if isinstance(item, dict) and item.get("type") == "compaction_trigger":
+            if i != len(req.input) - 1:
+                raise InvalidRequest("A compaction_trigger item must be the last input item.",
+                                     param=f"input[{i}]", code="invalid_value")
+            try:
+                _COMPACTION_TRIGGER.validate_python(item, strict=True)
+            except ValidationError as exc:
+                raise from_validation_error(exc, f"input[{i}]") from exc
+            if item.get("id") is not None:
+                check_id(item["id"], f"input[{i}].id")
+            req.input = req.input[:-1]
+            req.compaction_requested = True
 
 
 def validate_create(body: Any) -> CreateResponse:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    # A null is a parameter not given (as OpenAI and the Open Responses schema treat it).
+    data = {key: value for key, value in body.items() if value is not None}
+    if "compaction_requested" in data:
+        raise InvalidRequest("Unknown parameter: 'compaction_requested'.", param="compaction_requested",
+                             code="unknown_parameter")
+    refuse_unknown_keys({k: v for k, v in data.items() if k != "input"}, _BODY)
     try:
-        req = CreateResponse.model_validate(_float_ok(dict(body)))
+        req = CreateResponse.model_validate(_float_ok(data))
     except ValidationError as exc:
         raise from_validation_error(exc) from exc
-    _refuse_unsupported(req)
+    check_parameters(req)
     validate_metadata(req.metadata)
+    validate_metadata(req.client_metadata, "client_metadata")
     validate_text_format(req.text)
+    _compaction_trigger(req)
     if isinstance(req.input, list):
         req.input = [validate_item(item, f"input[{i}]") for i, item in enumerate(req.input)]
-    for i, tool in enumerate(req.tools):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        adapter = _TOOL_ADAPTERS.get(kind) if isinstance(kind, str) else None
-        if adapter is None:
-            raise InvalidRequest(f"Tool type '{kind}' is not supported by this server. Supported: function, mcp.",
-                                 param=f"tools[{i}].type", code="unsupported_value")
-        # OpenAI accepts a function tool without `strict`/`parameters`; the SDK types mark them required.
-        checked = {"strict": None, "parameters": None, **tool} if kind == "function" else tool
-        try:
-            adapter.validate_python(checked)
-        except ValidationError as exc:
-            raise from_validation_error(exc, f"tools[{i}]") from exc
+    req.tools = validate_tools(req.tools)
     if isinstance(req.tool_choice, str) and req.tool_choice not in ("auto", "none", "required"):
         raise InvalidRequest(
             f"Invalid value: '{req.tool_choice}'. Supported values are: 'none', 'auto' and 'required'.",

@@ -19,9 +19,11 @@ from openai.types.responses import (
     ResponseReasoningItemParam,
 )
 from openai.types.responses import response_input_item_param as P
+from openai.types.responses.response_input_item_param import ResponseInputItemParam
 from pydantic import TypeAdapter, ValidationError
 
 from rejoinder.api.errors import from_validation_error
+from rejoinder.api.known_keys import refuse_unknown_keys
 from rejoinder.errors import InvalidRequest
 from rejoinder.ids import new_item_id
 
@@ -128,6 +130,7 @@ def item_type(item: Any, param: str) -> Any:
 def validate_item(item: Any, param: str) -> dict[str, Any]:
     """Check one item; returns it with ``type`` filled in."""
     kind = item_type(item, param)
+    refuse_unknown_keys(item, ResponseInputItemParam, param)
     if item.get("id") is not None:  # a message's id goes unchecked below
         check_id(item["id"], f"{param}.id")
     if kind == "message":

@@ -46,6 +46,7 @@ class ModelRoute:
     max_tokens_param: str = "max_tokens"
     owned_by: str = "rejoinder"
     context_window: int | None = None
+    cache_hints: bool = False  # whether prompt_cache_key / prompt_cache_retention are passed on
     # Checks of a request that must fail before its response starts (a 4xx, not a failed
     # response), and what the backend needs to know of it: see ``ModelRegistry.admit``.
     admit: Callable[[Any, Admission], Admission] | None = None

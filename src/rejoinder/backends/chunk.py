@@ -42,10 +42,31 @@ class ChoiceDelta(TypedDict, total=False):
 
 
 @with_config(_KEEP_EXTRA)
+class TopLogprob(TypedDict, total=False):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+@with_config(_KEEP_EXTRA)
+class TokenLogprob(TypedDict, total=False):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob] | None
+
+
+@with_config(_KEEP_EXTRA)
+class ChoiceLogprobs(TypedDict, total=False):
+    content: list[TokenLogprob] | None
+
+
+@with_config(_KEEP_EXTRA)
 class Choice(TypedDict, total=False):
     index: Any  # not read
     delta: ChoiceDelta | None
     finish_reason: str | None
+    logprobs: ChoiceLogprobs | None  # when the request asked for them
 
 
 @with_config(_KEEP_EXTRA)

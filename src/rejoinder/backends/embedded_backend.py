@@ -100,6 +100,11 @@ class EmbeddedBackend:
 
     def admit(self, request: Any, admission: Admission) -> Admission:
         """Refuse, as real 4xx answers, what can be known to fail before the response starts."""
+        if request.logprobs:
+            # llama.cpp keeps every position's logits only with logits_all, a scores buffer of
+            # n_ctx x vocabulary floats (400 MB for SmolLM2 at 2048 tokens): not worth it here.
+            raise InvalidRequest(f"Log probabilities (include 'message.output_text.logprobs') are not supported "
+                                 f"by the embedded model '{self.name}'.", param="include", code="unsupported_value")
         self._check_input_length(request)
         self.queue.admit()
         return replace(admission, admitted=True)

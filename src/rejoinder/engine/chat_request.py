@@ -41,9 +41,17 @@ def chat_body(
             body["tool_choice"] = tool_choice
         if params.get("parallel_tool_calls") is False:
             body["parallel_tool_calls"] = False
-    for key in ("temperature", "top_p"):
+    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         if params.get(key) is not None:
             body[key] = params[key]
+    if "message.output_text.logprobs" in (params.get("include") or ()):
+        body["logprobs"] = True
+        if params.get("top_logprobs"):
+            body["top_logprobs"] = params["top_logprobs"]
+    if route.cache_hints:  # prompt-cache hints, to backends that take them (OpenAI's own take both)
+        for key in ("prompt_cache_key", "prompt_cache_retention"):
+            if params.get(key) is not None:
+                body[key] = params[key]
     if params.get("max_output_tokens") is not None:
         body[route.max_tokens_param] = params["max_output_tokens"]
     fmt = response_format(params.get("text"))

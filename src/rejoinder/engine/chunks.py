@@ -10,6 +10,7 @@ from rejoinder.backends import chunk as wire
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
+    logprobs: list[wire.TokenLogprob] | None = None  # the chunk's tokens, when the request asked for them
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ def deltas(chunk: wire.Chunk) -> list[Delta]:
             out.append(ReasoningDelta(reasoning))
         content = d.get("content")
         if content:
-            out.append(TextDelta(content))
+            logprobs = choice.get("logprobs")
+            out.append(TextDelta(content, logprobs.get("content")) if logprobs else TextDelta(content))
         refusal = d.get("refusal")
         if refusal:
             out.append(RefusalDelta(refusal))
@@ -121,6 +123,10 @@ def batch_deltas(chunks: list[wire.Chunk]) -> list[Delta]:
             end += 1
         if end - start == 1:
             out.append(first)
+        elif isinstance(first, TextDelta):
+            run = flat[start:end]
+            tokens = [t for d in run for t in (d.logprobs or ())]  # type: ignore[union-attr]
+            out.append(TextDelta("".join(d.text for d in run), tokens or None))  # type: ignore[union-attr]
         elif isinstance(first, ToolCallDelta):
             out.append(ToolCallDelta(first.index, first.call_id, first.name,
                                      "".join(d.arguments for d in flat[start:end])))  # type: ignore[union-attr]

@@ -178,13 +178,15 @@ class ResponseState:
             output_index=index, content_index=len(item["content"]) - 1, part=dict(part),
         )
 
-    def text_delta(self, index: int, text: str) -> Event:
+    def text_delta(self, index: int, text: str, logprobs: list[Any] | None = None) -> Event:
         item = self.output[index]
         part = item["content"][-1]
         part["text"] += text
+        if logprobs:
+            part["logprobs"].extend(_part_logprobs(logprobs))
         return _ev(T.ResponseTextDeltaEvent,
             type="response.output_text.delta", sequence_number=self._n(), item_id=item["id"], output_index=index,
-            content_index=len(item["content"]) - 1, delta=text, logprobs=[],
+            content_index=len(item["content"]) - 1, delta=text, logprobs=_event_logprobs(logprobs or ()),
         )
 
     def refusal_delta(self, index: int, text: str) -> Event:
@@ -203,7 +205,7 @@ class ResponseState:
         if part["type"] == "output_text":
             text_done: Event = _ev(T.ResponseTextDoneEvent,
                 type="response.output_text.done", sequence_number=self._n(), item_id=item["id"], output_index=index,
-                content_index=ci, text=part["text"], logprobs=[],
+                content_index=ci, text=part["text"], logprobs=_event_logprobs(part["logprobs"]),
             )
         else:
             text_done = _ev(T.ResponseRefusalDoneEvent,
@@ -352,6 +354,23 @@ class ResponseState:
     def error(self, code: str, message: str) -> Event:
         return _ev(T.ResponseErrorEvent, type="error", sequence_number=self._n(), code=code, message=message,
                    param=None)
+
+
+def _part_logprobs(tokens: list[Any]) -> list[dict[str, Any]]:
+    """A backend's token log probabilities (chat completions' ``logprobs.content``) as the output
+    text part's ``Logprob`` (``ResponseOutputText``): token, bytes, logprob and the top tokens."""
+    def entry(t: Any) -> dict[str, Any]:
+        return {"token": t.get("token", ""), "bytes": t.get("bytes") or list(t.get("token", "").encode()),
+                "logprob": t.get("logprob", 0.0)}
+
+    return [{**entry(t), "top_logprobs": [entry(top) for top in t.get("top_logprobs") or ()]} for t in tokens]
+
+
+def _event_logprobs(tokens: Any) -> list[dict[str, Any]]:
+    """The same tokens as a text event's ``Logprob``: token, logprob and the top tokens (no bytes)."""
+    return [{"token": t.get("token", ""), "logprob": t.get("logprob", 0.0),
+             "top_logprobs": [{"token": top.get("token", ""), "logprob": top.get("logprob", 0.0)}
+                              for top in t.get("top_logprobs") or ()]} for t in tokens]
 
 
 def new_response_id() -> str:

@@ -275,7 +275,7 @@ class ResponseRun:
         st = self.state
         if (type(delta) is C.TextDelta and self._message is not None and self._reasoning is None
                 and self._open_call is None and st.output[self._message]["content"][-1]["type"] == "output_text"):
-            return [st.text_delta(self._message, delta.text)]  # the common case: more text of an open part
+            return [st.text_delta(self._message, delta.text, delta.logprobs)]  # the common case: more text
         if isinstance(delta, C.TextDelta | C.RefusalDelta):
             events = self._close_reasoning() + self._close_call()
             part = "output_text" if isinstance(delta, C.TextDelta) else "refusal"
@@ -286,8 +286,8 @@ class ResponseRun:
             elif st.output[self._message]["content"][-1]["type"] != part:
                 events += st.part_done(self._message)
                 events.append(st.part_start(self._message, part))
-            if part == "output_text":
-                events.append(st.text_delta(self._message, delta.text))
+            if isinstance(delta, C.TextDelta):
+                events.append(st.text_delta(self._message, delta.text, delta.logprobs))
             else:
                 events.append(st.refusal_delta(self._message, delta.text))
             return events

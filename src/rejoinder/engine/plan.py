@@ -25,6 +25,11 @@ class RunPlan:
     approved: list[dict[str, Any]] = field(default_factory=list)  # approval requests approved in this input
     store: bool = True
     conversation_id: str | None = None
+    kept_request: dict[str, Any] | None = None  # what of the request is stored with it (client_metadata)
+    # Compaction (issue 19) starts here: the request's context_management entries and whether its
+    # input ended with a compaction_trigger item, validated. Nothing is compacted yet.
+    context_management: list[dict[str, Any]] = field(default_factory=list)
+    compaction_requested: bool = False
 
     @property
     def response_id(self) -> str:

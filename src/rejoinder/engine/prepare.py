@@ -89,8 +89,12 @@ def _approved_requests(items: list[dict[str, Any]], known: dict[str, dict[str, A
     return [r for r in approved if r["id"] in answered and r["id"] not in already_run]
 
 
+def _reasoning_echo(reasoning: dict[str, Any]) -> dict[str, Any]:
+    return {"effort": reasoning.get("effort"), "summary": reasoning.get("summary") or reasoning.get("generate_summary")}
+
+
 def _initial_response(req: CreateResponse, response_id: str, conversation_id: str | None) -> dict[str, Any]:
-    return {
+    response: dict[str, Any] = {
         "id": response_id,
         "object": "response",
         "created_at": int(time.time()),
@@ -107,23 +111,35 @@ def _initial_response(req: CreateResponse, response_id: str, conversation_id: st
         "parallel_tool_calls": req.parallel_tool_calls,
         "previous_response_id": req.previous_response_id,
         "conversation": {"id": conversation_id} if conversation_id else None,
-        "reasoning": {"effort": (req.reasoning or {}).get("effort"), "summary": None},
+        "reasoning": _reasoning_echo(req.reasoning or {}),
         "service_tier": "default",
         "store": req.store,
         "temperature": req.temperature if req.temperature is not None else 1.0,
+        "presence_penalty": req.presence_penalty if req.presence_penalty is not None else 0.0,
+        "frequency_penalty": req.frequency_penalty if req.frequency_penalty is not None else 0.0,
         "text": {"format": (req.text or {}).get("format") or {"type": "text"},
                  "verbosity": (req.text or {}).get("verbosity") or "medium"},
         "tool_choice": req.tool_choice,
         "tools": req.tools,
-        "top_logprobs": 0,
+        "top_logprobs": req.top_logprobs or 0,
         "top_p": req.top_p if req.top_p is not None else 1.0,
         "truncation": req.truncation or "disabled",
         "usage": None,
         "user": req.user,
         "safety_identifier": req.safety_identifier,
         "prompt_cache_key": req.prompt_cache_key,
+        "prompt_cache_retention": req.prompt_cache_retention,
         "metadata": req.metadata or {},
     }
+    # Hints the Response has a field for, echoed when given (api/parameters.py).
+    if req.prompt_cache_options is not None:
+        response["prompt_cache_options"] = {"mode": "implicit", "ttl": "30m", "comparison_response_id": None,
+                                            **req.prompt_cache_options}
+    if req.image is not None:
+        response["image"] = {"context_compression": "disabled"}  # images go to the model as given
+    if req.access_programs is not None:
+        response["access_programs"] = req.access_programs
+    return response
 
 
 async def prepare(
@@ -201,4 +217,7 @@ async def prepare(
         approved=approved,
         store=req.store,
         conversation_id=conversation_id,
+        kept_request={"client_metadata": req.client_metadata} if req.client_metadata else None,
+        context_management=req.context_management or [],
+        compaction_requested=req.compaction_requested,
     )

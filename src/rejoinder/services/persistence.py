@@ -44,7 +44,7 @@ class StorePersistence(Persistence):
 
     async def started(self, plan: RunPlan) -> None:
         if plan.store and not self.already_created:
-            await self.responses.create(plan.response, plan.owner, plan.input_items)
+            await self.responses.create(plan.response, plan.owner, plan.input_items, request=plan.kept_request)
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None:
         conv = plan.conversation_id
