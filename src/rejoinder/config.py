@@ -9,11 +9,11 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rejoinder.request_context import MAX_BODY_BYTES
 
@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     models: dict[str, BackendConfig] = Field(default_factory=dict)
     embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
-    api_keys: dict[str, str] = Field(
+    # NoDecode: pydantic-settings would JSON-decode a dict-typed variable before the validator
+    # below sees it, so the documented ``key1:alice,key2:bob`` stopped the server at start-up.
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="API key -> principal; empty means no authentication"
     )
     max_tool_iterations: int = 10
@@ -72,7 +74,13 @@ class Settings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: Any) -> Any:
-        """Accept ``"k1,k2:alice"`` from the environment as well as a mapping or a list."""
+        """Accept ``"k1:alice,k2:bob"`` (or ``"k1,k2"``) and a JSON object from the environment, as
+        well as a mapping or a list from a file."""
+        if isinstance(value, str) and value.strip().startswith("{"):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"REJOINDER_API_KEYS is not valid JSON: {exc}") from None
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, list):

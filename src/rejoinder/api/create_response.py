@@ -181,6 +181,7 @@ def _compaction_trigger(req: CreateResponse) -> None:
             if i != len(req.input) - 1:
                 raise InvalidRequest("A compaction_trigger item must be the last input item.",
                                      param=f"input[{i}]", code="invalid_value")
+            refuse_unknown_keys(item, P.CompactionTrigger, f"input[{i}]")
             try:
                 _COMPACTION_TRIGGER.validate_python(item, strict=True)
             except ValidationError as exc:
