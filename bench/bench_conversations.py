@@ -28,6 +28,9 @@ from rejoinder.http.app import create_app
 from rejoinder.store.conversations import ConversationStore, append_items
 from rejoinder.store.db import Database
 from rejoinder.store.migrations import migrate
+from rejoinder.tenant import Tenant
+
+ANONYMOUS = Tenant("anonymous")
 
 CONVERSATIONS = ("conv_a", "conv_b", "conv_c")
 
@@ -65,7 +68,7 @@ async def fill(url: str, n: int) -> None:
     await migrate(db)
     store = ConversationStore(db)
     for conv in CONVERSATIONS:
-        await store.create(conv, "anonymous", {}, [])
+        await store.create(conv, ANONYMOUS, {}, [])
         items = [_item(conv, i) for i in range(n)]
         await db.write(lambda conn, conv=conv, items=items: append_items(conn, conv, items))
     await db.dispose()
@@ -76,13 +79,13 @@ async def bench_store(url: str, n: int, rounds: int) -> None:
     store = ConversationStore(db)
     mid = f"msg_conv_b_{n // 2}"
     _report("store: first page (limit 20, desc)",
-            await _time(lambda: store.list_items("conv_b", None, None, 20, "desc"), rounds))
+            await _time(lambda: store.list_items("conv_b", ANONYMOUS, None, 20, "desc"), rounds))
     _report("store: page after a middle id (limit 20, asc)",
-            await _time(lambda: store.list_items("conv_b", None, mid, 20, "asc"), rounds))
-    _report("store: page of 100 (desc)", await _time(lambda: store.list_items("conv_b", None, None, 100, "desc"),
+            await _time(lambda: store.list_items("conv_b", ANONYMOUS, mid, 20, "asc"), rounds))
+    _report("store: page of 100 (desc)", await _time(lambda: store.list_items("conv_b", ANONYMOUS, None, 100, "desc"),
                                                      rounds))
     _report(f"store: whole context ({n} items, model context)",
-            await _time(lambda: store.context_items("conv_b", None), max(5, rounds // 30)))
+            await _time(lambda: store.context_items("conv_b", ANONYMOUS), max(5, rounds // 30)))
     await db.dispose()
 
 

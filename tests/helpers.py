@@ -75,3 +75,20 @@ def types(events: list[dict[str, Any]]) -> list[str]:
         if not (out and e["type"] == out[-1] and e["type"].endswith(".delta")):
             out.append(e["type"])
     return out
+
+
+def create_once_unlocked(client: Any, conversation_id: str, seconds: float, **body: Any) -> Any:
+    """Create a response on the conversation, retrying while another turn holds it; fails the test
+    if it is still locked after ``seconds``."""
+    import time
+
+    import openai
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return client.responses.create(conversation=conversation_id, **body)
+        except openai.BadRequestError as exc:
+            assert exc.code == "conversation_locked"
+            assert time.monotonic() < deadline, f"the conversation is still locked after {seconds} s"
+            time.sleep(0.05)

@@ -310,7 +310,9 @@ def test_context_reads_only_this_conversations_rows(tmp_path: Any) -> None:
     from rejoinder.store.conversations import ConversationStore
     from rejoinder.store.db import Database
     from rejoinder.store.migrations import migrate
+    from rejoinder.tenant import Tenant
 
+    owner = Tenant("o")
     path = tmp_path / "plan.db"
     statements: list[tuple[str, Any]] = []
 
@@ -319,7 +321,7 @@ def test_context_reads_only_this_conversations_rows(tmp_path: Any) -> None:
         await migrate(db)
         store = ConversationStore(db)
         for n in range(3):
-            await store.create(f"conv_{n}", "o", {}, [{"type": "message", "id": f"m{n}_{i}", "role": "user",
+            await store.create(f"conv_{n}", owner, {}, [{"type": "message", "id": f"m{n}_{i}", "role": "user",
                                                       "content": []} for i in range(20)])
 
         @event.listens_for(db.sync_engine, "before_cursor_execute")
@@ -327,10 +329,10 @@ def test_context_reads_only_this_conversations_rows(tmp_path: Any) -> None:
             if statement.lstrip().upper().startswith("SELECT"):
                 statements.append((statement, parameters))
 
-        assert [i["id"] for i in await store.context_items("conv_1", "o") or []] == [f"m1_{i}" for i in range(20)]
-        page = await store.list_items("conv_1", "o", "m1_5", 3, "desc")
+        assert [i["id"] for i in await store.context_items("conv_1", owner) or []] == [f"m1_{i}" for i in range(20)]
+        page = await store.list_items("conv_1", owner, "m1_5", 3, "desc")
         assert [i["id"] for i in page.data] == ["m1_4", "m1_3", "m1_2"]
-        await store.get_item("conv_1", "o", "m1_7")
+        await store.get_item("conv_1", owner, "m1_7")
         await db.dispose()
 
     asyncio.run(run())

@@ -44,8 +44,8 @@ def test_version_1_is_migrated_in_place(shared_storage_url: str) -> None:
         db = Database(shared_storage_url)
         try:
             await db.write(_version_1)
-            assert await migrate(db) == schema.LATEST_VERSION == 2
-            assert await migrate(db) == 2  # a second start has nothing to do
+            assert await migrate(db) == schema.LATEST_VERSION == 3
+            assert await migrate(db) == 3  # a second start has nothing to do
             assert await db.read(_indexes) == {"responses": {"ix_responses_owner_seq", "ix_responses_active"},
                                                "response_items": set()}
             rows = await db.read(lambda conn: conn.execute(select(responses.c.id, responses.c.status)
@@ -77,9 +77,10 @@ def test_the_queue_and_recovery_search_the_active_index(tmp_path: Path) -> None:
             leases = LeaseStore(db, "replica/1", 30)
             assert await leases.has_queued()
             assert await leases.claim(5) == ["resp_50"]
-            await leases.renew()
+            await leases.renew("resp_50", row=True, conversation_id=None)
             await leases.recover_previous_incarnations("replica")
             await leases.recover_expired()
+            await leases.recover_expired(live=["resp_50"])  # this replica's own, but for its live runs
         finally:
             await db.dispose()
         return seen

@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from rejoinder.errors import InvalidRequest, NotFound
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.db import Database
+from rejoinder.store.errors import DuplicateItem, Missing
 from rejoinder.store.migrations import migrate
 from rejoinder.store.schema import conversations
+from rejoinder.tenant import Tenant
+
+OWNER = Tenant("o")
 
 
 class Boom(Exception):
@@ -44,20 +47,20 @@ def test_an_exception_rolls_back_and_propagates_unchanged(shared_storage_url: st
             with pytest.raises(Boom) as caught:
                 await db.write(fails)
             assert caught.value is boom
-            assert await store.get("conv_x", None) is None
+            assert await store.get("conv_x", OWNER) is None
 
-            await store.create("conv_a", "o", {}, [_item("m1")])
-            with pytest.raises(InvalidRequest) as dup:
-                await store.add_items("conv_a", "o", [_item("m2"), _item("m1")])
+            await store.create("conv_a", OWNER, {}, [_item("m1")])
+            with pytest.raises(DuplicateItem) as dup:
+                await store.add_items("conv_a", OWNER, [_item("m2"), _item("m1")])
             assert dup.value.code == "duplicate_item"
-            await store.add_items("conv_a", "o", [_item("m3")])  # the failed batch reserved no positions
+            await store.add_items("conv_a", OWNER, [_item("m3")])  # the failed batch reserved no positions
             next_position = await db.read(
                 lambda conn: conn.execute(select(conversations.c.next_position)
                                           .where(conversations.c.id == "conv_a")).scalar())
             assert next_position == 2
-            assert [i["id"] for i in await store.context_items("conv_a", "o") or []] == ["m1", "m3"]
-            with pytest.raises(NotFound):
-                await store.add_items("conv_a", "someone-else", [_item("m4")])
+            assert [i["id"] for i in await store.context_items("conv_a", OWNER) or []] == ["m1", "m3"]
+            with pytest.raises(Missing):
+                await store.add_items("conv_a", Tenant("someone-else"), [_item("m4")])
         finally:
             await db.dispose()
 
@@ -70,10 +73,10 @@ def test_concurrent_writes_are_serialised_and_contiguous(shared_storage_url: str
         try:
             await migrate(db)
             store = ConversationStore(db)
-            await store.create("conv_c", "o", {}, [])
-            await asyncio.gather(*(store.add_items("conv_c", "o", [_item(f"b{b}_{i}") for i in range(3)])
+            await store.create("conv_c", OWNER, {}, [])
+            await asyncio.gather(*(store.add_items("conv_c", OWNER, [_item(f"b{b}_{i}") for i in range(3)])
                                    for b in range(40)))
-            ids = [i["id"] for i in await store.context_items("conv_c", "o") or []]
+            ids = [i["id"] for i in await store.context_items("conv_c", OWNER) or []]
             assert len(ids) == 120
             for start in range(0, 120, 3):  # each batch landed in one piece
                 batch = {i.split("_")[0] for i in ids[start:start + 3]}
@@ -93,7 +96,7 @@ def test_sqlite_threads_reads_beside_a_write_and_shutdown(tmp_path: Path) -> Non
         db = Database(f"sqlite+aiosqlite:///{path}")
         await migrate(db)
         store = ConversationStore(db)
-        await store.create("conv_t", "o", {}, [])
+        await store.create("conv_t", OWNER, {}, [])
         writers: set[threading.Thread] = set()
         readers: set[threading.Thread] = set()
 
@@ -120,7 +123,8 @@ def test_sqlite_threads_reads_beside_a_write_and_shutdown(tmp_path: Path) -> Non
         def add(n: int) -> asyncio.Future[None]:
             def fn(conn: Connection) -> None:
                 writers.add(threading.current_thread())
-            return asyncio.ensure_future(asyncio.gather(db.write(fn), store.add_items("conv_t", "o", [_item(f"q{n}")])))
+            return asyncio.ensure_future(asyncio.gather(db.write(fn),
+                                                        store.add_items("conv_t", OWNER, [_item(f"q{n}")])))
 
         queued = [add(n) for n in range(20)]
         await asyncio.sleep(0)  # submitted, not finished
@@ -131,7 +135,7 @@ def test_sqlite_threads_reads_beside_a_write_and_shutdown(tmp_path: Path) -> Non
 
         again = Database(f"sqlite+aiosqlite:///{path}")
         try:
-            assert len(await ConversationStore(again).context_items("conv_t", "o") or []) == 20
+            assert len(await ConversationStore(again).context_items("conv_t", OWNER) or []) == 20
         finally:
             await again.dispose()
 
@@ -147,9 +151,9 @@ def test_in_memory_sqlite(url: str) -> None:
         try:
             await migrate(db)
             store = ConversationStore(db)
-            await store.create("conv_m", "o", {"k": "v"}, [_item("m1")])
-            assert (await store.get("conv_m", "o") or {})["metadata"] == {"k": "v"}
-            assert [i["id"] for i in await store.context_items("conv_m", "o") or []] == ["m1"]
+            await store.create("conv_m", OWNER, {"k": "v"}, [_item("m1")])
+            assert (await store.get("conv_m", OWNER) or {})["metadata"] == {"k": "v"}
+            assert [i["id"] for i in await store.context_items("conv_m", OWNER) or []] == ["m1"]
         finally:
             await db.dispose()
 
@@ -174,7 +178,7 @@ def test_a_cancelled_sqlite_write_keeps_nothing(tmp_path: Path) -> None:
                 release.wait(10)  # still running when its caller is cancelled
 
             running = asyncio.ensure_future(db.write(slow_create))
-            queued = asyncio.ensure_future(store.create("conv_queued", "o", {}, []))
+            queued = asyncio.ensure_future(store.create("conv_queued", OWNER, {}, []))
             await asyncio.to_thread(started.wait, 5)
             running.cancel()
             queued.cancel()
@@ -183,10 +187,10 @@ def test_a_cancelled_sqlite_write_keeps_nothing(tmp_path: Path) -> None:
             for task in (running, queued):
                 with pytest.raises(asyncio.CancelledError):
                     await task
-            await store.create("conv_after", "o", {}, [])  # runs after the cancelled ones
-            assert await store.get("conv_slow", None) is None
-            assert await store.get("conv_queued", None) is None
-            assert await store.get("conv_after", None) is not None
+            await store.create("conv_after", OWNER, {}, [])  # runs after the cancelled ones
+            assert await store.get("conv_slow", OWNER) is None
+            assert await store.get("conv_queued", OWNER) is None
+            assert await store.get("conv_after", OWNER) is not None
         finally:
             await db.dispose()
 
@@ -204,7 +208,7 @@ def test_inline_sqlite_write_falls_back_to_the_writer_thread_while_the_lock_is_h
         try:
             await migrate(db)
             store = ConversationStore(db)
-            await store.create("conv_b", "o", {}, [])
+            await store.create("conv_b", OWNER, {}, [])
             other = sqlite3.connect(path, isolation_level=None)
             other.execute("BEGIN IMMEDIATE")  # the lock, held elsewhere
             ticks = 0
@@ -216,7 +220,7 @@ def test_inline_sqlite_write_falls_back_to_the_writer_thread_while_the_lock_is_h
                     await asyncio.sleep(0.01)
 
             ticker = asyncio.ensure_future(loop_runs())
-            write = asyncio.ensure_future(store.try_lock("conv_b", "o", "resp_1", 60))
+            write = asyncio.ensure_future(store.try_lock("conv_b", OWNER, "resp_1", 60))
             await asyncio.sleep(0.3)
             assert not write.done() and ticks >= 10  # waiting, and the loop still runs meanwhile
             other.execute("COMMIT")
@@ -225,7 +229,7 @@ def test_inline_sqlite_write_falls_back_to_the_writer_thread_while_the_lock_is_h
             inline_before = db._inline.commits if db._inline else 0
             await store.unlock("conv_b", "resp_1")  # the lock is free again: this one runs inline
             assert db._inline is not None and db._inline.commits == inline_before + 1
-            assert await store.try_lock("conv_b", "o", "resp_2", 60) is True
+            assert await store.try_lock("conv_b", OWNER, "resp_2", 60) is True
         finally:
             await db.dispose()
 
@@ -288,23 +292,23 @@ def test_inline_sqlite_transaction_is_the_drivers_and_takes_sqlalchemy_statement
             await migrate(db)
 
             def raw_then_fail(conn: Connection) -> None:
-                _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_x"}, "o"))
+                _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_x"}, OWNER))
                 raise Boom()
 
             def both_then_fail(conn: Connection) -> None:
-                _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_y"}, "o"))
+                _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_y"}, OWNER))
                 conn.execute(conversation("conv_y"))
                 raise Boom()
 
             def both(conn: Connection) -> None:
                 conn.execute(conversation("conv_1"))
-                _INSERT_RESPONSE.execute(conn, _response_row(body, "o"))
+                _INSERT_RESPONSE.execute(conn, _response_row(body, OWNER))
 
             for fails in (raw_then_fail, both_then_fail):
                 with pytest.raises(Boom):
                     await db.write(fails, inline=True)
             await db.write(both, inline=True)
-            await db.write(lambda conn: _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_2"}, "o")),
+            await db.write(lambda conn: _INSERT_RESPONSE.execute(conn, _response_row({**body, "id": "resp_2"}, OWNER)),
                            inline=True)
             assert db._inline is not None and db._inline.commits == 2
 
@@ -331,7 +335,7 @@ def test_prepared_statements_get_every_parameter_they_name() -> None:
     from rejoinder.store import responses as R
 
     body = {"id": "r", "status": "completed", "model": "m", "created_at": 1.0, "output": [{"id": "i"}]}
-    assert set(R._response_row(body, "o")) == R._INSERT_RESPONSE.parameters
+    assert set(R._response_row(body, OWNER)) == R._INSERT_RESPONSE.parameters
     assert set(R._item_rows("r", "output", body["output"])[0]) == R._INSERT_ITEMS.parameters
     finish = {"b_id", "lease_owner", "lease_expires_at", *R._row_values(body)}
     assert finish == R._FINISH.parameters
@@ -357,12 +361,12 @@ def test_a_failed_inline_commit_leaves_nothing_open(tmp_path: Path) -> None:
         def execute(self, sql: str, *args: Any) -> Any:
             if sql == "COMMIT" and self.fail:
                 self.fail = False
-                raise sqlite3.OperationalError("disk I/O error")
+                raise sqlite3.OperationalError("disk I/OWNER error")
             return self.raw.execute(sql, *args)
 
     def insert_response(rid: str) -> Any:
         body = {"id": rid, "status": "completed", "model": "m", "created_at": 1.0}
-        return lambda conn: _INSERT_RESPONSE.execute(conn, _response_row(body, "o"))
+        return lambda conn: _INSERT_RESPONSE.execute(conn, _response_row(body, OWNER))
 
     async def main() -> None:
         db = Database(f"sqlite:///{tmp_path / 'commit.db'}")
@@ -371,12 +375,49 @@ def test_a_failed_inline_commit_leaves_nothing_open(tmp_path: Path) -> None:
             await db.write(insert_response("resp_0"), inline=True)  # opens the loop's connection
             assert db._inline is not None
             db._inline._raw = FailingCommit(db._inline._raw)
-            with pytest.raises(Exception, match="disk I/O"):
+            with pytest.raises(Exception, match="disk I/OWNER"):
                 await db.write(insert_response("resp_1"), inline=True)
             await db.write(insert_response("resp_2"), inline=True)
             ids = await db.read(lambda conn: [r.id for r in conn.execute(select(responses.c.id).order_by(
                 responses.c.id))])
             assert ids == ["resp_0", "resp_2"]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_large_payload_is_written_off_the_event_loop(tmp_path: Path) -> None:
+    """A turn's small writes run inline on the loop's thread; one carrying a large input (or a
+    large output, or a large conversation append) goes to the writer thread, where SQLite copies it
+    with the GIL released instead of stopping the loop."""
+    from rejoinder.store.payload import INLINE_MAX_CHARS
+    from rejoinder.store.responses import ResponseStore
+
+    def message(i: str, chars: int) -> dict[str, Any]:
+        return {"type": "message", "id": i, "role": "user", "content": [{"type": "input_text", "text": "x" * chars}]}
+
+    def body(rid: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"id": rid, "status": "in_progress", "model": "m", "created_at": 1.0, "output": output}
+
+    async def main() -> None:
+        db = Database(f"sqlite:///{tmp_path / 'large.db'}")
+        try:
+            await migrate(db)
+            store = ResponseStore(db, lease_owner="a/1")
+            assert db._inline is not None
+            await store.create(body("resp_small", []), OWNER, [message("m1", 100)])
+            assert db._inline.commits == 1
+            await store.create(body("resp_large", []), OWNER, [message("m2", INLINE_MAX_CHARS + 1)])
+            assert db._inline.commits == 1  # the writer thread took it
+            assert await store.finish({**body("resp_small", [message("o1", 100)]), "status": "completed"})
+            assert db._inline.commits == 2
+            assert await store.finish({**body("resp_large", [message("o2", INLINE_MAX_CHARS + 1)]),
+                                       "status": "completed"})
+            assert db._inline.commits == 2
+            stored = await store.get("resp_large", OWNER)
+            assert stored is not None and len(stored.body["output"][0]["content"][0]["text"]) == INLINE_MAX_CHARS + 1
+            assert len((await store.input_items("resp_large"))[0]["content"][0]["text"]) == INLINE_MAX_CHARS + 1
         finally:
             await db.dispose()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.conftest import MODEL
@@ -391,3 +393,26 @@ def test_required_choice_is_released_after_the_call(
 def test_unsupported_mcp_options_are_400(server: ThreadServer, tool: dict[str, Any], param: str) -> None:
     r = _post(server, {"input": "hi", "tools": [tool]})
     assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+def test_a_queued_background_job_is_prepared_once(
+    make_server: Any, upstream: FakeUpstream, mcp_server: str, mcp_log: McpLog
+) -> None:
+    """A background request is prepared (its MCP tools listed) when it is accepted, since a bad
+    one must be refused then; a job that waited in the queue runs with that listing, and the
+    listing it reports is the one made then."""
+    server = make_server(background_workers=1)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    upstream.queue(text(" ".join(["busy"] * 60), delay=0.05), text("listed once"))
+    busy = client.responses.create(model=MODEL, input="first", background=True)
+    queued = client.responses.create(model=MODEL, input="second", background=True, tools=[mcp_tool(mcp_server)])
+    assert client.responses.retrieve(queued.id).status == "queued"  # the only slot is busy
+    assert mcp_log.list_calls == 1
+    client.responses.cancel(busy.id)
+    deadline = time.monotonic() + 30
+    while (final := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert final.status == "completed" and final.output_text == "listed once"
+    assert mcp_log.list_calls == 1  # not listed again when it ran
+    assert [i.type for i in final.output] == ["mcp_list_tools", "message"]

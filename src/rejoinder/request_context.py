@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rejoinder.tenant import Tenant
+
 MAX_BODY_BYTES = 64 * 1024 * 1024  # images and files travel inline as data URLs
 # How deep objects and arrays may nest in a request body. A body is stored and sent back as JSON, and
 # orjson writes at most 255 levels; JSON Schema validation recurses a Python frame or more per
@@ -32,11 +34,11 @@ DEFAULT_LIMITS = Limits()
 class RequestContext:
     """Who is asking, within which limits, and the id a test gave it (record/replay's key)."""
 
-    principal: str
+    tenant: Tenant  # every store call the request makes is scoped to it
     limits: Limits = DEFAULT_LIMITS
     test_id: str | None = None
 
     @classmethod
-    def of(cls, principal: str) -> RequestContext:
+    def of(cls, tenant: Tenant) -> RequestContext:
         """A context for work that no request is waiting on (a background job claimed from the queue)."""
-        return cls(principal)
+        return cls(tenant)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rejoinder.backends.base import Admission, ModelRoute
+from rejoinder.tenant import Tenant
 from rejoinder.tools.mcp_client import McpSessions
 from rejoinder.tools.toolset import Toolset
 
@@ -13,7 +14,7 @@ from rejoinder.tools.toolset import Toolset
 @dataclass
 class RunPlan:
     response: dict[str, Any]  # the Response object as first emitted
-    owner: str
+    tenant: Tenant  # whose response it is: every read it makes is scoped to it
     route: ModelRoute
     admission: Admission  # what the backend is told on each inference step (ModelRegistry.admit)
     params: dict[str, Any]  # the validated request

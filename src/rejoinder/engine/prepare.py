@@ -150,18 +150,21 @@ async def prepare(
     conversations: ConversationStore,
     mcp_timeout: float,
     response_id: str | None = None,
+    listed: dict[str, list[dict[str, Any]]] | None = None,
 ) -> RunPlan:
-    owner = context.principal
+    """Everything decided before the first event, every 4xx included. ``listed``: MCP tool
+    listings made when a queued background job was accepted, used instead of listing again."""
+    tenant = context.tenant
     route = registry.resolve(req.model)
     conversation_id = conversation_id_of(req)
     history: list[dict[str, Any]] = []
     if req.previous_response_id:
-        chain = await responses.chain_items(req.previous_response_id, owner)
+        chain = await responses.chain_items(req.previous_response_id, tenant)
         if chain is None:
             raise not_found("Previous response", req.previous_response_id, param="previous_response_id")
         history = chain
     elif conversation_id:
-        items = await conversations.context_items(conversation_id, owner)
+        items = await conversations.context_items(conversation_id, tenant)
         if items is None:
             raise not_found("Conversation", conversation_id, param="conversation")
         history = items
@@ -186,6 +189,10 @@ async def prepare(
             if earlier:
                 toolset.add_listing(label, earlier[0]["tools"])
                 continue
+            if listed is not None and label in listed:
+                fresh[label] = listed[label]
+                toolset.add_listing(label, listed[label])
+                continue
             try:
                 tools = await sessions.list_tools(server)
             except McpUnavailable as exc:
@@ -205,7 +212,7 @@ async def prepare(
         raise
     return RunPlan(
         response=response,
-        owner=owner,
+        tenant=tenant,
         route=route,
         admission=admission,
         params=params,

@@ -16,12 +16,14 @@ from rejoinder.config import Settings
 from rejoinder.http import errors, routes_conversations, routes_models, routes_responses
 from rejoinder.http.gate import RequestGate
 from rejoinder.http.routes_create import create_response
-from rejoinder.services.background import BackgroundWorker, lease_owner_token
+from rejoinder.services.background import BackgroundResponses
+from rejoinder.services.leases import LeaseKeeper, lease_owner_token
 from rejoinder.services.responses import ResponsesService
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.db import Database
 from rejoinder.store.leases import LeaseStore
 from rejoinder.store.migrations import migrate
+from rejoinder.store.notify import PostgresListener
 from rejoinder.store.responses import ResponseStore
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,26 @@ class Services:
     registry: ModelRegistry
     responses: ResponsesService
     conversations: ConversationStore
-    background: BackgroundWorker | None = None
+    leases: LeaseKeeper
+    background: BackgroundResponses
+    listener: PostgresListener | None = None
+
+    async def start(self) -> None:
+        """Hear of other replicas' changes, settle what dead ones left, take queued jobs."""
+        if self.listener is not None:
+            await self.listener.start()
+        await self.leases.start()
+        self.background.start()
+
+    async def stop(self) -> None:
+        self.background.stop_accepting()
+        await asyncio.gather(self.responses.shutdown(), self.background.drain())
+        await self.background.stop()
+        await self.leases.stop()
+        if self.listener is not None:
+            await self.listener.stop()
+        await self.registry.aclose()
+        await self.db.dispose()
 
 
 async def build_services(settings: Settings) -> Services:
@@ -44,10 +65,12 @@ async def build_services(settings: Settings) -> Services:
     conversations = ConversationStore(db)
     lease_owner = lease_owner_token(settings)
     store = ResponseStore(db, lease_owner=lease_owner, lease_seconds=settings.lease_seconds)
-    responses = ResponsesService(settings, registry, store, conversations)
-    background = BackgroundWorker(settings, responses, LeaseStore(db, lease_owner, settings.lease_seconds,
-                                                                settings.conversation_lock_seconds))
-    return Services(settings, db, registry, responses, conversations, background)
+    leases = LeaseStore(db, lease_owner, settings.lease_seconds, settings.conversation_lock_seconds)
+    keeper = LeaseKeeper(leases, conversations, settings.replica_id)
+    responses = ResponsesService(settings, registry, store, conversations, keeper)
+    background = BackgroundResponses(settings, responses, leases, keeper)
+    listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
+    return Services(settings, db, registry, responses, conversations, keeper, background, listener)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -57,16 +80,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings)
         app.state.services = services
-        assert services.background is not None
-        await services.background.start()
+        await services.start()
         try:
             yield
         finally:
-            services.background.stop_accepting()
-            await asyncio.gather(services.responses.shutdown(), services.background.drain())
-            await services.background.stop()
-            await services.registry.aclose()
-            await services.db.dispose()
+            await services.stop()
 
     app = FastAPI(title="Rejoinder", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from rejoinder.errors import Unauthorized
+from rejoinder.tenant import Tenant
 
-ANONYMOUS = "anonymous"
+ANONYMOUS = Tenant("anonymous")
 
 
-def principal_of(keys: dict[str, str], authorization: str | None) -> str:
-    """The principal an ``Authorization`` header names; a 401 when keys are on and it names none."""
+def principal_of(keys: dict[str, str], authorization: str | None) -> Tenant:
+    """The tenant an ``Authorization`` header names; a 401 when keys are on and it names none."""
     if not keys:
         return ANONYMOUS
     scheme, _, token = (authorization or "").partition(" ")
@@ -20,4 +21,4 @@ def principal_of(keys: dict[str, str], authorization: str | None) -> str:
     if owner is None:
         shown = f"{token[:3]}...{token[-4:]}" if len(token) > 8 else "***"
         raise Unauthorized(f"Incorrect API key provided: {shown}.")
-    return owner
+    return Tenant(owner)

@@ -11,13 +11,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.api.errors import from_validation_error
-from rejoinder.errors import APIError, InvalidRequest
+from rejoinder.errors import APIError, InvalidRequest, NotFound
+from rejoinder.store.errors import Missing, StoreError
 
 log = logging.getLogger(__name__)
 
 
-def error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
+def error_response(exc: APIError | StoreError) -> JSONResponse:
+    api = from_store_error(exc) if isinstance(exc, StoreError) else exc
+    return JSONResponse(api.body(), status_code=api.status)
+
+
+def from_store_error(exc: StoreError) -> APIError:
+    """A store refusal as OpenAI's error: a missing object (or another tenant's) is a 404, every
+    other refusal (a duplicate item, an unknown cursor, a response that cannot be cancelled) a 400."""
+    if isinstance(exc, Missing):
+        return NotFound(exc.message, param=exc.param, code=exc.code)
+    return InvalidRequest(exc.message, param=exc.param, code=exc.code)
 
 
 def unexpected_error_response() -> JSONResponse:
@@ -30,6 +40,10 @@ def unexpected_error_response() -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_request: Request, exc: StoreError) -> JSONResponse:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)

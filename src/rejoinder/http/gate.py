@@ -18,6 +18,7 @@ from rejoinder.errors import APIError, InvalidRequest
 from rejoinder.http.auth import ANONYMOUS, principal_of
 from rejoinder.http.errors import error_response
 from rejoinder.request_context import Limits, RequestContext
+from rejoinder.tenant import Tenant
 
 CONTEXT_KEY = "rejoinder.context"
 # Routes any client may call without a key: liveness and the API's own description.
@@ -111,7 +112,7 @@ async def request_context(request: Request) -> RequestContext:
     return context
 
 
-async def principal(request: Request) -> str:
-    """The request's principal, as a FastAPI dependency of the routes that read or write owned objects."""
+async def principal(request: Request) -> Tenant:
+    """The request's tenant, as a FastAPI dependency of the routes that read or write owned objects."""
     context: RequestContext = request.scope[CONTEXT_KEY]
-    return context.principal
+    return context.tenant

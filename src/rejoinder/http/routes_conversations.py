@@ -16,6 +16,7 @@ from rejoinder.http.gate import principal
 from rejoinder.ids import new_id
 from rejoinder.store.conversations import ConversationStore, conversation_not_found
 from rejoinder.store.pagination import Page
+from rejoinder.tenant import Tenant
 
 router = APIRouter()
 
@@ -38,13 +39,14 @@ async def _optional_body(request: Request) -> Any:
 
 
 @router.post("/v1/conversations")
-async def create_conversation(request: Request, owner: str = Depends(principal)) -> dict[str, Any]:
+async def create_conversation(request: Request, owner: Tenant = Depends(principal)) -> dict[str, Any]:
     metadata, items = api.validate_create(await _optional_body(request))
     return await _store(request).create(new_id("conv"), owner, metadata, items)
 
 
 @router.get("/v1/conversations/{conversation_id}")
-async def get_conversation(request: Request, conversation_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+async def get_conversation(request: Request, conversation_id: str,
+                           owner: Tenant = Depends(principal)) -> dict[str, Any]:
     found = await _store(request).get(conversation_id, owner)
     if found is None:
         raise conversation_not_found(conversation_id)
@@ -53,14 +55,14 @@ async def get_conversation(request: Request, conversation_id: str, owner: str = 
 
 @router.post("/v1/conversations/{conversation_id}")
 async def update_conversation(request: Request, conversation_id: str,
-                              owner: str = Depends(principal)) -> dict[str, Any]:
+                              owner: Tenant = Depends(principal)) -> dict[str, Any]:
     metadata = api.validate_update(await json_body(request))
     return await _store(request).update_metadata(conversation_id, owner, metadata)
 
 
 @router.delete("/v1/conversations/{conversation_id}")
 async def delete_conversation(request: Request, conversation_id: str,
-                              owner: str = Depends(principal)) -> dict[str, Any]:
+                              owner: Tenant = Depends(principal)) -> dict[str, Any]:
     await _store(request).delete(conversation_id, owner)
     return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
@@ -69,7 +71,7 @@ async def delete_conversation(request: Request, conversation_id: str,
 async def add_items(
     request: Request,
     conversation_id: str,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     include: list[str] = Depends(include_param),
 ) -> dict[str, Any]:
     items = api.validate_add_items(await json_body(request))
@@ -81,7 +83,7 @@ async def add_items(
 async def list_items(
     request: Request,
     conversation_id: str,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
@@ -96,7 +98,7 @@ async def get_item(
     request: Request,
     conversation_id: str,
     item_id: str,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     include: list[str] = Depends(include_param),
 ) -> dict[str, Any]:
     return await _store(request).get_item(conversation_id, owner, item_id)
@@ -104,5 +106,5 @@ async def get_item(
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}")
 async def delete_item(request: Request, conversation_id: str, item_id: str,
-                      owner: str = Depends(principal)) -> dict[str, Any]:
+                      owner: Tenant = Depends(principal)) -> dict[str, Any]:
     return await _store(request).delete_item(conversation_id, owner, item_id)

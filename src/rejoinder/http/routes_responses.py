@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.http.gate import principal
 from rejoinder.http.sse import sse_frames_response
+from rejoinder.tenant import Tenant
 
 router = APIRouter()
 
@@ -21,7 +22,7 @@ def _services(request: Request) -> Any:
 @router.get("/v1/responses")
 async def list_responses(
     request: Request,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     after: str | None = None,
     limit: int = Query(50, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
@@ -37,7 +38,7 @@ async def list_responses(
 async def get_response(
     request: Request,
     response_id: str,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     stream: bool = False,
     starting_after: int | None = Query(None, ge=-1),
     include_obfuscation: bool | None = None,
@@ -55,12 +56,12 @@ async def get_response(
 
 
 @router.post("/v1/responses/{response_id}/cancel")
-async def cancel_response(request: Request, response_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+async def cancel_response(request: Request, response_id: str, owner: Tenant = Depends(principal)) -> dict[str, Any]:
     return await _services(request).background.cancel(response_id, owner)
 
 
 @router.delete("/v1/responses/{response_id}")
-async def delete_response(request: Request, response_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+async def delete_response(request: Request, response_id: str, owner: Tenant = Depends(principal)) -> dict[str, Any]:
     if not await _services(request).responses.responses.delete(response_id, owner):
         raise not_found("Response", response_id)
     return {"id": response_id, "object": "response", "deleted": True}
@@ -70,7 +71,7 @@ async def delete_response(request: Request, response_id: str, owner: str = Depen
 async def list_input_items(
     request: Request,
     response_id: str,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",

@@ -4,6 +4,9 @@ Conversation rules (see docs/conversations.md): a ``completed`` or ``incomplete`
 its input items and then every output item, in order, in the transaction that stores the
 response; ``failed`` and ``cancelled`` ones append nothing, so a retry starts from the same state;
 ``store=false`` writes nothing at all. Whatever happens, the conversation lock is released.
+
+Once the final state is stored (or, for store=false, the lock released) the run's lease is
+released: the run settled itself (``services/leases.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from rejoinder.engine.loop import Persistence
 from rejoinder.engine.plan import RunPlan
+from rejoinder.services.leases import RunLease
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ConversationAppend, ResponseStore
 
@@ -37,24 +41,28 @@ class StorePersistence(Persistence):
     Writing it once at the end, in one transaction, cost a turn 0.03 ms more (``bench/compare.py``,
     four servers a side), though one transaction less of CPU."""
 
-    def __init__(self, responses: ResponseStore, conversations: ConversationStore, already_created: bool = False):
+    def __init__(self, responses: ResponseStore, conversations: ConversationStore, lease: RunLease | None):
         self.responses = responses
         self.conversations = conversations
-        self.already_created = already_created
+        self.lease = lease  # None: a store=false turn outside a conversation holds nothing
 
     async def started(self, plan: RunPlan) -> None:
-        if plan.store and not self.already_created:
-            await self.responses.create(plan.response, plan.owner, plan.input_items, request=plan.kept_request)
+        if plan.store:
+            await self.responses.create(plan.response, plan.tenant, plan.input_items, request=plan.kept_request)
+            if self.lease is not None:
+                self.lease.row = True
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None:
         conv = plan.conversation_id
         if not plan.store:
             if conv:
                 await self.conversations.unlock(conv, plan.response_id)
+            self._release()
             return
         try:
             written = await self.responses.finish(
-                response, conversation=conversation_append(plan, response), only_if_active=True
+                response, conversation=conversation_append(plan, response), only_if_active=True,
+                drafts=self.lease is not None and self.lease.drafts,
             )
         except Exception:
             if conv:  # the append was rolled back: do not keep the conversation locked until expiry
@@ -63,3 +71,8 @@ class StorePersistence(Persistence):
         if conv and not written:
             # A cancel was stored first: the turn adds nothing, but its lock must still go.
             await self.conversations.unlock(conv, plan.response_id)
+        self._release()
+
+    def _release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()

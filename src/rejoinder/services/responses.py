@@ -16,6 +16,7 @@ from rejoinder.engine.loop import ResponseRun
 from rejoinder.engine.prepare import conversation_id_of, prepare
 from rejoinder.errors import InvalidRequest
 from rejoinder.request_context import RequestContext
+from rejoinder.services.leases import LeaseKeeper, RunLease
 from rejoinder.services.persistence import StorePersistence
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
@@ -35,36 +36,51 @@ class ConversationLocked(InvalidRequest):
 
 class ResponsesService:
     def __init__(self, settings: Settings, registry: ModelRegistry, responses: ResponseStore,
-                 conversations: ConversationStore):
+                 conversations: ConversationStore, leases: LeaseKeeper):
         self.settings = settings
         self.registry = registry
         self.responses = responses
         self.conversations = conversations
+        self.leases = leases
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, req: CreateResponse, context: RequestContext) -> ResponseRun:
         """Take the conversation's lock, then prepare the run (all 4xx checks happen there).
 
         The lock comes first so the context is read after the previous turn committed: a turn
-        that continues a tool call finds the call, and no turn answers a stale history.
+        that continues a tool call finds the call, and no turn answers a stale history. The run's
+        lease (``lease_of``; none when it holds nothing: a store=false turn outside a
+        conversation) is taken before the lock, which it renews, in the task that prepares the
+        run; whoever runs it hands it on (``fold``, ``stream``, the background runner).
         """
-        owner = context.principal
         response_id = new_response_id()
         conversation_id = conversation_id_of(req)
-        if conversation_id:
-            locked = await self.conversations.try_lock(conversation_id, owner, response_id,
-                                                       self.settings.conversation_lock_seconds)
-            if not locked:
-                raise ConversationLocked()
+        lease = self.leases.open(response_id, conversation_id) if req.store or conversation_id else None
         try:
-            plan = await prepare(req, context, self.registry, self.responses, self.conversations,
-                                 self.settings.mcp_timeout, response_id)
-        except BaseException:
             if conversation_id:
-                await self.conversations.unlock(conversation_id, response_id)
+                locked = await self.conversations.try_lock(conversation_id, context.tenant, response_id,
+                                                           self.settings.lease_seconds)
+                if not locked:
+                    raise ConversationLocked()
+            try:
+                plan = await prepare(req, context, self.registry, self.responses, self.conversations,
+                                     self.settings.mcp_timeout, response_id)
+            except BaseException:
+                if conversation_id:
+                    await self.conversations.unlock(conversation_id, response_id)
+                raise
+        except BaseException:
+            if lease is not None:
+                lease.release()
             raise
-        persistence = StorePersistence(self.responses, self.conversations)
+        persistence = StorePersistence(self.responses, self.conversations, lease)
         return ResponseRun(plan, persistence, self.settings.max_tool_iterations)
+
+    @staticmethod
+    def lease_of(run: ResponseRun) -> RunLease | None:
+        """The lease ``start`` took for ``run``."""
+        persistence = run.persistence
+        return persistence.lease if isinstance(persistence, StorePersistence) else None
 
     async def fold(self, run: ResponseRun, reply: Reply) -> None:
         """Run a response that is not streamed: ``reply`` gets its head once the run starts and its
@@ -75,7 +91,7 @@ class ResponsesService:
         back to the request's task first took two more passes of the event loop.
         """
         task = asyncio.ensure_future(fold(run, reply))
-        self._track(task)
+        self._track(task, run)
         await asyncio.shield(task)
 
     async def stream(self, req: CreateResponse, context: RequestContext) -> AsyncIterator[list[Event]]:
@@ -97,7 +113,7 @@ class ResponsesService:
                 queue.put_nowait(_DONE)
 
         task = asyncio.ensure_future(drive())
-        self._track(task)
+        self._track(task, run)
 
         async def batches() -> AsyncIterator[list[Event]]:
             nonlocal listening
@@ -118,7 +134,11 @@ class ResponsesService:
 
         return batches()
 
-    def _track(self, task: asyncio.Task[Any]) -> None:
+    def _track(self, task: asyncio.Task[Any], run: ResponseRun) -> None:
+        """``task`` runs ``run`` from now on: it holds the run's lease, and shutdown waits for it."""
+        lease = self.lease_of(run)
+        if lease is not None:
+            lease.drive(run, task)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

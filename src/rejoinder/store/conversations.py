@@ -9,8 +9,8 @@ A response running on a conversation holds its lock (``locked_by`` / ``locked_un
 commits; a second one is refused, as OpenAI does. The lock expires so a crashed process cannot
 wedge a conversation forever.
 
-Every method that takes an ``owner`` treats another principal's conversation as missing
-(``owner=None`` means "any owner", for internal callers).
+Every method takes the request's ``Tenant`` and treats another principal's conversation as
+missing; refusals are the store's own errors (``store/errors.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from rejoinder.errors import InvalidRequest, NotFound, not_found
 from rejoinder.store.db import Database
+from rejoinder.store.errors import DuplicateItem, Missing, UnknownCursor
 from rejoinder.store.jsonutil import dumps, loads
 from rejoinder.store.pagination import Order, Page, page_of, paginate
 from rejoinder.store.schema import conversation_items, conversations
+from rejoinder.tenant import Tenant, check_tenant
 
 
 def conversation_body(row: Any) -> dict[str, Any]:
@@ -37,12 +38,12 @@ def conversation_body(row: Any) -> dict[str, Any]:
     }
 
 
-def conversation_not_found(conversation_id: str, param: str | None = None) -> NotFound:
-    return not_found("Conversation", conversation_id, param=param)
+def conversation_not_found(conversation_id: str, param: str | None = None) -> Missing:
+    return Missing("Conversation", conversation_id, param=param)
 
 
-def item_not_found(item_id: str) -> NotFound:
-    return not_found("Item", item_id)
+def item_not_found(item_id: str) -> Missing:
+    return Missing("Item", item_id)
 
 
 def append_items(conn: Connection, conversation_id: str, items: list[dict[str, Any]]) -> bool:
@@ -71,9 +72,7 @@ def append_items(conn: Connection, conversation_id: str, items: list[dict[str, A
             ],
         )
     except IntegrityError as exc:
-        raise InvalidRequest(
-            "An item with the same id already exists in this conversation.", param="items", code="duplicate_item"
-        ) from exc
+        raise DuplicateItem() from exc
     return True
 
 
@@ -85,15 +84,14 @@ def release_lock(conn: Connection, conversation_id: str, holder: str) -> None:
     )
 
 
-def _row(conn: Connection, conversation_id: str, owner: str | None) -> Any:
-    query = select(conversations).where(conversations.c.id == conversation_id)
-    if owner is not None:
-        query = query.where(conversations.c.owner == owner)
+def _row(conn: Connection, conversation_id: str, tenant: Tenant) -> Any:
+    query = select(conversations).where(conversations.c.id == conversation_id,
+                                        conversations.c.owner == check_tenant(tenant).principal)
     return conn.execute(query).first()
 
 
-def _require(conn: Connection, conversation_id: str, owner: str | None) -> Any:
-    row = _row(conn, conversation_id, owner)
+def _require(conn: Connection, conversation_id: str, tenant: Tenant) -> Any:
+    row = _row(conn, conversation_id, tenant)
     if row is None:
         raise conversation_not_found(conversation_id)
     return row
@@ -103,32 +101,33 @@ class ConversationStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def create(self, conversation_id: str, owner: str, metadata: dict[str, str],
+    async def create(self, conversation_id: str, tenant: Tenant, metadata: dict[str, str],
                      items: list[dict[str, Any]]) -> dict[str, Any]:
         """Create the conversation and its initial items in one transaction."""
+        owner = check_tenant(tenant).principal
+
         def txn(conn: Connection) -> dict[str, Any]:
             conn.execute(
                 insert(conversations).values(
-                    id=conversation_id, owner=owner, created_at=time.time(), metadata=dumps(metadata),
-                    next_position=0,
+                    id=conversation_id, owner=owner, created_at=time.time(), metadata=dumps(metadata), next_position=0,
                 )
             )
             append_items(conn, conversation_id, items)
-            return conversation_body(_row(conn, conversation_id, None))
+            return conversation_body(_row(conn, conversation_id, tenant))
 
         return await self.db.write(txn)
 
-    async def get(self, conversation_id: str, owner: str | None) -> dict[str, Any] | None:
+    async def get(self, conversation_id: str, tenant: Tenant) -> dict[str, Any] | None:
         def txn(conn: Connection) -> dict[str, Any] | None:
-            row = _row(conn, conversation_id, owner)
+            row = _row(conn, conversation_id, tenant)
             return conversation_body(row) if row else None
 
         return await self.db.read(txn)
 
-    async def update_metadata(self, conversation_id: str, owner: str | None,
+    async def update_metadata(self, conversation_id: str, tenant: Tenant,
                               metadata: dict[str, str]) -> dict[str, Any]:
         def txn(conn: Connection) -> dict[str, Any]:
-            row = _require(conn, conversation_id, owner)
+            row = _require(conn, conversation_id, tenant)
             conn.execute(
                 update(conversations).where(conversations.c.id == conversation_id).values(metadata=dumps(metadata))
             )
@@ -136,49 +135,48 @@ class ConversationStore:
 
         return await self.db.write(txn)
 
-    async def delete(self, conversation_id: str, owner: str | None) -> None:
+    async def delete(self, conversation_id: str, tenant: Tenant) -> None:
         """Delete the conversation and every item of it, atomically."""
+        query = delete(conversations).where(conversations.c.id == conversation_id,
+                                            conversations.c.owner == check_tenant(tenant).principal)
+
         def txn(conn: Connection) -> None:
-            query = delete(conversations).where(conversations.c.id == conversation_id)
-            if owner is not None:
-                query = query.where(conversations.c.owner == owner)
             if conn.execute(query).rowcount == 0:
                 raise conversation_not_found(conversation_id)
             conn.execute(delete(conversation_items).where(conversation_items.c.conversation_id == conversation_id))
 
         await self.db.write(txn)
 
-    async def add_items(self, conversation_id: str, owner: str | None, items: list[dict[str, Any]]) -> None:
+    async def add_items(self, conversation_id: str, tenant: Tenant, items: list[dict[str, Any]]) -> None:
         def txn(conn: Connection) -> None:
-            _require(conn, conversation_id, owner)
+            _require(conn, conversation_id, tenant)
             append_items(conn, conversation_id, items)
 
         await self.db.write(txn)
 
-    async def list_items(self, conversation_id: str, owner: str | None, after: str | None, limit: int,
+    async def list_items(self, conversation_id: str, tenant: Tenant, after: str | None, limit: int,
                          order: Order) -> Page:
         """A page of items in position order, with an exact ``has_more`` (one extra row is read)."""
         where = conversation_items.c.conversation_id == conversation_id
 
         def txn(conn: Connection) -> Page:
-            _require(conn, conversation_id, owner)
+            _require(conn, conversation_id, tenant)
             after_pos = None
             if after is not None:
                 after_pos = conn.execute(
                     select(conversation_items.c.position).where(where, conversation_items.c.item_id == after)
                 ).scalar()
                 if after_pos is None:
-                    raise InvalidRequest(f"No item found with id '{after}' in conversation '{conversation_id}'.",
-                                         param="after", code="invalid_value")
+                    raise UnknownCursor(f"No item found with id '{after}' in conversation '{conversation_id}'.")
             query = paginate(select(conversation_items.c.data).where(where), conversation_items.c.position,
                              order, after_pos, limit)
             return page_of([loads(r.data) for r in conn.execute(query)], limit)
 
         return await self.db.read(txn)
 
-    async def get_item(self, conversation_id: str, owner: str | None, item_id: str) -> dict[str, Any]:
+    async def get_item(self, conversation_id: str, tenant: Tenant, item_id: str) -> dict[str, Any]:
         def txn(conn: Connection) -> dict[str, Any]:
-            _require(conn, conversation_id, owner)
+            _require(conn, conversation_id, tenant)
             data = conn.execute(
                 select(conversation_items.c.data).where(
                     conversation_items.c.conversation_id == conversation_id,
@@ -191,10 +189,10 @@ class ConversationStore:
 
         return await self.db.read(txn)
 
-    async def delete_item(self, conversation_id: str, owner: str | None, item_id: str) -> dict[str, Any]:
+    async def delete_item(self, conversation_id: str, tenant: Tenant, item_id: str) -> dict[str, Any]:
         """Delete one item; returns the conversation (OpenAI's answer to this call)."""
         def txn(conn: Connection) -> dict[str, Any]:
-            row = _require(conn, conversation_id, owner)
+            row = _require(conn, conversation_id, tenant)
             result = conn.execute(
                 delete(conversation_items).where(
                     conversation_items.c.conversation_id == conversation_id, conversation_items.c.item_id == item_id
@@ -206,14 +204,14 @@ class ConversationStore:
 
         return await self.db.write(txn)
 
-    async def context_items(self, conversation_id: str, owner: str | None) -> list[dict[str, Any]] | None:
-        """The whole conversation in order (the model's context); None if not visible to ``owner``.
+    async def context_items(self, conversation_id: str, tenant: Tenant) -> list[dict[str, Any]] | None:
+        """The whole conversation in order (the model's context); None if not visible to ``tenant``.
 
         One transaction, so the existence check and the items agree; reads this conversation's
         rows only (a primary-key range).
         """
         def txn(conn: Connection) -> list[dict[str, Any]] | None:
-            if _row(conn, conversation_id, owner) is None:
+            if _row(conn, conversation_id, tenant) is None:
                 return None
             rows = conn.execute(
                 select(conversation_items.c.data)
@@ -224,27 +222,23 @@ class ConversationStore:
 
         return await self.db.read(txn)
 
-    async def try_lock(self, conversation_id: str, owner: str | None, holder: str, seconds: float) -> bool:
+    async def try_lock(self, conversation_id: str, tenant: Tenant, holder: str, seconds: float) -> bool:
         """Take the conversation for one response; False if another response holds it.
 
-        Raises NotFound when the conversation is not visible to ``owner``, so nobody can lock
-        (or learn of) another principal's conversation.
+        Raises ``Missing`` when the conversation is not visible to ``tenant``, so nobody can lock
+        (or learn of) another principal's conversation. ``seconds``: how long the lock lasts
+        unless renewed (a running turn's lease renews it; see ``services/leases.py``).
         """
         now = time.time()
+        mine = and_(conversations.c.id == conversation_id, conversations.c.owner == check_tenant(tenant).principal)
 
         def txn(conn: Connection) -> bool:
             query = update(conversations).where(
-                conversations.c.id == conversation_id,
-                or_(conversations.c.locked_by.is_(None), conversations.c.locked_until < now),
+                mine, or_(conversations.c.locked_by.is_(None), conversations.c.locked_until < now),
             )
-            if owner is not None:
-                query = query.where(conversations.c.owner == owner)
             if conn.execute(query.values(locked_by=holder, locked_until=now + seconds)).rowcount > 0:
                 return True
-            exists = select(literal(1)).where(conversations.c.id == conversation_id)
-            if owner is not None:
-                exists = exists.where(conversations.c.owner == owner)
-            if conn.execute(exists).first() is None:
+            if conn.execute(select(literal(1)).where(mine)).first() is None:
                 raise conversation_not_found(conversation_id, param="conversation")
             return False
 

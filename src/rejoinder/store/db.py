@@ -45,6 +45,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from rejoinder.store.notify import FALLBACK_SECONDS, Wakeups, take_notes
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -64,13 +66,16 @@ class _ConnectionThreads:
         self._opened: list[Connection] = []
         self._opened_lock = threading.Lock()
 
-    def _transaction(self, fn: Callable[[Connection], T], cancelled: threading.Event) -> T:
+    def _transaction(self, fn: Callable[[Connection], T], cancelled: threading.Event) -> tuple[T, list[Any]]:
+        """``fn``'s result and the wake-ups it asked for (``notify.py``), once committed."""
         conn = self._connection()
+        take_notes(conn)  # a failed transaction's, if any
         with conn.begin() as transaction:
             result = fn(conn)
             if cancelled.is_set():  # the caller is gone: keep nothing, as an awaited transaction would
                 transaction.rollback()
-            return result
+                take_notes(conn)
+        return result, take_notes(conn)
 
     def _connection(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)
@@ -85,9 +90,10 @@ class _ConnectionThreads:
         """Run ``fn`` on a thread's connection with no transaction open (a checkpoint)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: fn(self._connection()))
 
-    async def run(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in a transaction on one of the threads. Cancelled while queued, it never runs;
-        cancelled while running, it rolls back unless it was already committing."""
+    async def run(self, fn: Callable[[Connection], T]) -> tuple[T, list[Any]]:
+        """Run ``fn`` in a transaction on one of the threads; its result and its committed
+        wake-ups. Cancelled while queued, it never runs; cancelled while running, it rolls back
+        unless it was already committing."""
         cancelled = threading.Event()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn, cancelled)
@@ -113,8 +119,8 @@ class _InlineWriter:
         self._raw: Any = None  # the sqlite3 connection under ``_conn``
         self.commits = 0
 
-    def try_run(self, fn: Callable[[Connection], T]) -> tuple[bool, T | None]:
-        """(True, result), or (False, None) when another connection holds the write lock.
+    def try_run(self, fn: Callable[[Connection], T]) -> tuple[bool, T | None, list[Any]]:
+        """(True, result, wake-ups), or (False, None, []) when another connection holds the write lock.
 
         The transaction is the driver's own: BEGIN and COMMIT on the sqlite3 connection, and the
         turn's statements run there too (``prepared.py``). A statement that goes through
@@ -132,8 +138,9 @@ class _InlineWriter:
             raw.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == SQLITE_BUSY:  # any extended BUSY code
-                return False, None
+                return False, None, []
             raise
+        take_notes(conn)
         try:
             result = fn(conn)
             if conn.in_transaction():
@@ -149,7 +156,7 @@ class _InlineWriter:
                 raw.execute("ROLLBACK")
             raise
         self.commits += 1
-        return True, result
+        return True, result, take_notes(conn)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -181,6 +188,7 @@ class Database:
         self._async_engine: AsyncEngine | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._inline: _InlineWriter | None = None
+        self.wakeups = Wakeups(FALLBACK_SECONDS["sqlite" if self.is_sqlite else "postgresql"])
         self.sync_engine: Engine  # for event hooks (tests); SQLite's only engine
         if self.is_sqlite:
             in_memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
@@ -225,17 +233,28 @@ class Database:
 
     async def write(self, fn: Callable[[Connection], T], *, inline: bool = False) -> T:
         """Run ``fn`` in a write transaction and return its result. ``inline``: a short write on a
-        response's own path, run on the event loop's thread when SQLite's write lock is free."""
+        response's own path, run on the event loop's thread when SQLite's write lock is free (a
+        large payload is never inline: its caller says so, see ``responses.py``).
+
+        The wake-ups ``fn`` asked for (``notify.notify``) reach this process's waiters once the
+        transaction has committed; on PostgreSQL, ``pg_notify`` delivers them at the commit."""
         if self._async_engine is None:
             if inline and self._inline is not None:
-                done, result = self._inline.try_run(fn)
+                done, result, notes = self._inline.try_run(fn)
                 if done:
                     if self._inline.commits % CHECKPOINT_EVERY == 0:
                         self._checkpoint_soon()
+                    self._wake(notes)
                     return result  # type: ignore[return-value]
-            return await self._writer.run(fn)
+            result, notes = await self._writer.run(fn)
+            self._wake(notes)
+            return result
         async with self._async_engine.begin() as conn:
             return await conn.run_sync(fn)
+
+    def _wake(self, notes: list[tuple[str, str]]) -> None:
+        for channel, key in notes:
+            self.wakeups.wake(channel, key)
 
     def _checkpoint_soon(self) -> None:
         task = asyncio.ensure_future(self._writer.run_outside_transaction(_checkpoint))
@@ -245,7 +264,8 @@ class Database:
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in a transaction that only reads (one snapshot for all its statements)."""
         if self._async_engine is None:
-            return await self._readers.run(fn)
+            result, _ = await self._readers.run(fn)
+            return result
         async with self._async_engine.begin() as conn:
             return await conn.run_sync(fn)
 

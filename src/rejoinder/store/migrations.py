@@ -27,8 +27,15 @@ def _v2_fewer_index_writes(conn: Connection) -> None:
     next(ix for ix in schema.responses.indexes if ix.name == "ix_responses_active").create(conn)
 
 
+def _v3_prepared_jobs(conn: Connection) -> None:
+    """A queued background job keeps what its preparation found (``responses.prepared``), so it is
+    prepared once, by the replica that accepted it."""
+    if "prepared" not in {c["name"] for c in inspect(conn).get_columns("responses")}:
+        conn.execute(text("ALTER TABLE responses ADD COLUMN prepared TEXT"))
+
+
 # version -> step that upgrades version-1 to version
-STEPS: dict[int, Step] = {2: _v2_fewer_index_writes}
+STEPS: dict[int, Step] = {2: _v2_fewer_index_writes, 3: _v3_prepared_jobs}
 
 _ADVISORY_LOCK_KEY = 0x72656A6F  # "rejo"
 

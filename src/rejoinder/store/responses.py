@@ -16,18 +16,34 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, litera
 from rejoinder.store import conversations as conv_store
 from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps, loads
+from rejoinder.store.notify import EVENTS, QUEUE, notify
 from rejoinder.store.pagination import Order, Page, page_of, paginate
+from rejoinder.store.payload import small
 from rejoinder.store.prepared import Prepared
-from rejoinder.store.schema import ACTIVE_STATUSES, response_events, response_items, responses
+from rejoinder.store.schema import ACTIVE_STATUSES, conversations, response_events, response_items, responses
+from rejoinder.tenant import Scope, Tenant, check_scope, check_tenant
 
 
 @dataclass
 class StoredResponse:
     body: dict[str, Any]  # the full Response object, output included
-    owner: str
+    tenant: Tenant
     background: bool
     request: dict[str, Any] | None
     cancel_requested: bool
+    prepared: dict[str, Any] | None = None  # a queued job's preparation (see ``create``)
+
+
+@dataclass
+class QueuedJob:
+    """What a background response stores beyond a turn's row: the request to run, what preparing
+    it found (``prepared``), its first events, and, when it waits in the queue, until when its
+    conversation stays locked (``(conversation id, expiry)``)."""
+
+    request: dict[str, Any]
+    events: list[tuple[int, str]]
+    prepared: dict[str, Any] | None = None
+    conversation_lock: tuple[str, float] | None = None
 
 
 @dataclass
@@ -56,8 +72,8 @@ def _row_values(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # The statements a turn writes, built once and run on SQLite's cursor (see ``prepared.py``).
-_INSERT_RESPONSE = Prepared(insert(responses), ("id", "owner", "request", "lease_owner", "lease_expires_at",
-                                                "cancel_requested", *_BODY_COLUMNS))
+_INSERT_RESPONSE = Prepared(insert(responses), ("id", "owner", "request", "prepared", "lease_owner",
+                                                "lease_expires_at", "cancel_requested", *_BODY_COLUMNS))
 _INSERT_ITEMS = Prepared(insert(response_items), ("response_id", "kind", "position", "item_id", "data"))
 _FINISH_COLUMNS = ("lease_owner", "lease_expires_at", *_BODY_COLUMNS)
 _FINISH = Prepared(update(responses).where(responses.c.id == bindparam("b_id")), _FINISH_COLUMNS)
@@ -71,10 +87,11 @@ _DELETE_OUTPUT = Prepared(delete(response_items).where(response_items.c.response
                                                        response_items.c.kind == bindparam("b_kind")))
 
 
-def _response_row(body: dict[str, Any], owner: str, request: dict[str, Any] | None = None,
-                  lease_owner: str | None = None, lease_expires_at: float | None = None) -> dict[str, Any]:
-    """Every column of a new ``responses`` row (one statement shape, one compiled form)."""
-    return {"id": body["id"], "owner": owner, "request": dumps(request) if request is not None else None,
+def _response_row(body: dict[str, Any], tenant: Tenant, lease_owner: str | None = None,
+                  lease_expires_at: float | None = None) -> dict[str, Any]:
+    """Every column of a new ``responses`` row (one statement shape, one compiled form); a queued
+    job's ``request`` and ``prepared`` are filled in by ``create``."""
+    return {"id": body["id"], "owner": check_tenant(tenant).principal, "request": None, "prepared": None,
             "lease_owner": lease_owner, "lease_expires_at": lease_expires_at, "cancel_requested": False,
             **_row_values(body)}
 
@@ -89,6 +106,16 @@ def _insert_items(conn: Connection, response_id: str, kind: str, items: list[dic
         _INSERT_ITEMS.executemany(conn, _item_rows(response_id, kind, items))
 
 
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        _INSERT_ITEMS.executemany(conn, rows)
+
+
+def _insert_events(conn: Connection, response_id: str, events: list[tuple[int, str]]) -> None:
+    conn.execute(insert(response_events),
+                 [{"response_id": response_id, "sequence_number": n, "data": d} for n, d in events])
+
+
 def _store_outcome(conn: Connection, body: dict[str, Any], conversation: ConversationAppend | None) -> None:
     """A finished response's output items, and what it appends to its conversation."""
     _insert_items(conn, body["id"], "output", body["output"])
@@ -97,16 +124,20 @@ def _store_outcome(conn: Connection, body: dict[str, Any], conversation: Convers
         conv_store.release_lock(conn, conversation.conversation_id, conversation.lock_holder)
 
 
-def _load(conn: Connection, ids: list[str], owner: str | None) -> list[StoredResponse]:
+def _visible(scope: Scope) -> Any:
+    """The rows ``scope`` may see: one tenant's, or (``ACROSS_TENANTS``) every row."""
+    tenant = check_scope(scope)
+    return responses.c.owner == tenant.principal if tenant is not None else literal(True)
+
+
+def _load(conn: Connection, ids: list[str], scope: Scope) -> list[StoredResponse]:
     """Read responses with their output items in two queries, whatever the number of ids."""
     if not ids:
         return []
     query = select(
         responses.c.body, responses.c.owner, responses.c.background, responses.c.request,
-        responses.c.cancel_requested,
-    ).where(responses.c.id.in_(ids))
-    if owner is not None:
-        query = query.where(responses.c.owner == owner)
+        responses.c.cancel_requested, responses.c.prepared,
+    ).where(responses.c.id.in_(ids), _visible(scope))
     rows = conn.execute(query).all()
     if not rows:
         return []
@@ -125,10 +156,11 @@ def _load(conn: Connection, ids: list[str], owner: str | None) -> list[StoredRes
         result.append(
             StoredResponse(
                 body=body,
-                owner=row.owner,
+                tenant=Tenant(row.owner),
                 background=bool(row.background),
                 request=loads(row.request) if row.request else None,
                 cancel_requested=bool(row.cancel_requested),
+                prepared=loads(row.prepared) if row.prepared else None,
             )
         )
     return result
@@ -146,34 +178,44 @@ class ResponseStore:
     async def create(
         self,
         body: dict[str, Any],
-        owner: str,
+        tenant: Tenant,
         input_items: list[dict[str, Any]],
         request: dict[str, Any] | None = None,
-        lease_owner: str | None = None,
-        lease_expires_at: float | None = None,
         *,
         leased: bool = True,
-        events: list[tuple[int, str]] | None = None,
+        queued: QueuedJob | None = None,
     ) -> None:
-        """Insert a new response. ``leased`` (the default) puts it under this replica's lease;
-        a queued background response that any replica may claim is created with ``leased=False``."""
-        if leased and lease_owner is None and self.lease_owner is not None:
-            lease_owner, lease_expires_at = self.lease_owner, time.time() + self.lease_seconds
-        if not leased:
-            lease_owner = lease_expires_at = None
-
-        row = _response_row(body, owner, request, lease_owner, lease_expires_at)  # as it is now
+        """Insert a new response with its input items (and ``request``: what of the request is
+        kept with it). ``leased`` (the default) puts it under this replica's lease, renewed by the
+        run (``services/leases.py``). A background response is created with its ``queued`` job
+        (the whole request, its first events); one that waits for whichever replica has room is
+        created with ``leased=False``, which wakes the replicas."""
+        lease_owner = self.lease_owner if leased else None
+        row = _response_row(body, tenant, lease_owner, time.time() + self.lease_seconds if lease_owner else None)
+        response_id = body["id"]
+        inline = queued is None and small(input_items)
+        # Encoded now, outside the write transaction (see ``payload.py``).
+        items = _item_rows(response_id, "input", input_items)
+        if request is not None:
+            row["request"] = dumps(request)
+        if queued is not None:
+            row["request"] = dumps(queued.request)
+            row["prepared"] = dumps(queued.prepared) if queued.prepared is not None else None
 
         def txn(conn: Connection) -> None:
             _INSERT_RESPONSE.execute(conn, row)
-            _insert_items(conn, body["id"], "input", input_items)
-            if events:
-                conn.execute(
-                    insert(response_events),
-                    [{"response_id": body["id"], "sequence_number": n, "data": d} for n, d in events],
-                )
+            _insert_rows(conn, items)
+            if queued is not None:
+                _insert_events(conn, response_id, queued.events)
+                if queued.conversation_lock is not None:  # nobody renews it while it waits
+                    conversation_id, until = queued.conversation_lock
+                    conn.execute(update(conversations)
+                                 .where(conversations.c.id == conversation_id, conversations.c.locked_by == response_id)
+                                 .values(locked_until=until))
+                if not leased:
+                    notify(conn, QUEUE, response_id)
 
-        await self.db.write(txn, inline=True)
+        await self.db.write(txn, inline=inline)
 
     async def finish(
         self,
@@ -181,15 +223,20 @@ class ResponseStore:
         *,
         conversation: ConversationAppend | None = None,
         only_if_active: bool = False,
+        events: list[tuple[int, str]] | None = None,
+        drafts: bool = False,
     ) -> bool:
         """Store the final state and output items (and the conversation append) atomically.
 
         With ``only_if_active`` the write happens only while the stored row is still queued or in
         progress, so a cancel that landed first wins; a run that stops because it was cancelled
         may still write its partial output over the ``cancelled`` row. Returns whether the write
-        happened.
+        happened. A background response stores its last ``events`` (its terminal event included)
+        in the same transaction, and wakes its followers. ``drafts``: the run's lease kept partial
+        output, which goes.
         """
         response_id = body["id"]
+        background = bool(body.get("background"))
 
         def txn(conn: Connection) -> bool:
             values = {"b_id": response_id, "lease_owner": None, "lease_expires_at": None, **_row_values(body)}
@@ -202,18 +249,20 @@ class ResponseStore:
             if changed == 0:
                 return False
             _DELETE_OUTPUT.execute(conn, {"b_id": response_id, "b_kind": "output"})
+            if drafts:
+                _DELETE_OUTPUT.execute(conn, {"b_id": response_id, "b_kind": "draft"})
             _store_outcome(conn, body, conversation)
+            if events:
+                _insert_events(conn, response_id, events)
+            if background:
+                notify(conn, EVENTS, response_id)
             return True
 
-        return await self.db.write(txn, inline=True)
+        fits = small(body["output"], conversation.items if conversation is not None else None)
+        return await self.db.write(txn, inline=fits)
 
-    async def update_body(self, body: dict[str, Any]) -> None:
-        """Persist a status change without touching items (queued -> in_progress)."""
-        stmt = update(responses).where(responses.c.id == body["id"]).values(**_row_values(body))
-        await self.db.write(lambda conn: conn.execute(stmt))
-
-    async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
-        found = await self.db.read(lambda conn: _load(conn, [response_id], owner))
+    async def get(self, response_id: str, scope: Scope) -> StoredResponse | None:
+        found = await self.db.read(lambda conn: _load(conn, [response_id], scope))
         return found[0] if found else None
 
     async def status(self, response_id: str) -> str | None:
@@ -228,17 +277,14 @@ class ResponseStore:
         )
         return await self.db.read(lambda conn: [loads(r.data) for r in conn.execute(query)])
 
-    async def exists(self, response_id: str, owner: str | None) -> bool:
-        query = select(literal(1)).where(responses.c.id == response_id)
-        if owner is not None:
-            query = query.where(responses.c.owner == owner)
+    async def exists(self, response_id: str, tenant: Tenant) -> bool:
+        query = select(literal(1)).where(responses.c.id == response_id, _visible(check_tenant(tenant)))
         return await self.db.read(lambda conn: conn.execute(query).first() is not None)
 
-    async def delete(self, response_id: str, owner: str | None) -> bool:
+    async def delete(self, response_id: str, tenant: Tenant) -> bool:
+        query = delete(responses).where(responses.c.id == response_id, _visible(check_tenant(tenant)))
+
         def txn(conn: Connection) -> bool:
-            query = delete(responses).where(responses.c.id == response_id)
-            if owner is not None:
-                query = query.where(responses.c.owner == owner)
             if conn.execute(query).rowcount == 0:
                 return False
             conn.execute(delete(response_items).where(response_items.c.response_id == response_id))
@@ -268,10 +314,10 @@ class ResponseStore:
         return await self.db.read(txn)
 
     async def list_responses(
-        self, owner: str | None, after: str | None, limit: int, order: Order, model: str | None
+        self, tenant: Tenant, after: str | None, limit: int, order: Order, model: str | None
     ) -> Page | None:
-        """None when ``after`` names no response visible to ``owner``."""
-        visible = responses.c.owner == owner if owner is not None else literal(True)
+        """None when ``after`` names no response visible to ``tenant``."""
+        visible = _visible(check_tenant(tenant))
 
         def txn(conn: Connection) -> Page | None:
             after_seq = None
@@ -284,22 +330,20 @@ class ResponseStore:
                 base = base.where(responses.c.model == model)
             ids = [r.id for r in conn.execute(paginate(base, responses.c.seq, order, after_seq, limit))]
             page_ids = ids[:limit]
-            found = {s.body["id"]: s for s in _load(conn, page_ids, None)}
+            found = {s.body["id"]: s for s in _load(conn, page_ids, tenant)}
             return Page(data=[found[i].body for i in page_ids if i in found], has_more=len(ids) > limit)
 
         return await self.db.read(txn)
 
-    async def chain_items(self, response_id: str, owner: str | None) -> list[dict[str, Any]] | None:
+    async def chain_items(self, response_id: str, tenant: Tenant) -> list[dict[str, Any]] | None:
         """Every input and output item of ``response_id`` and its ancestors, oldest first.
 
         One recursive query finds the chain, one reads its items. None if the id is unknown (or
         belongs to another principal).
         """
         start = select(responses.c.id, responses.c.previous_response_id, literal(0).label("depth")).where(
-            responses.c.id == response_id
+            responses.c.id == response_id, _visible(check_tenant(tenant))
         )
-        if owner is not None:
-            start = start.where(responses.c.owner == owner)
         chain = start.cte("chain", recursive=True)
         parent = responses.alias("parent")
         chain = chain.union_all(
@@ -315,7 +359,7 @@ class ResponseStore:
             depth = {r.id: r.depth for r in rows}
             items = conn.execute(
                 select(response_items.c.response_id, response_items.c.kind, response_items.c.data).where(
-                    response_items.c.response_id.in_(list(depth))
+                    response_items.c.response_id.in_(list(depth)), response_items.c.kind.in_(("input", "output"))
                 )
                 .order_by(response_items.c.response_id, response_items.c.kind, response_items.c.position)
             )
@@ -329,8 +373,12 @@ class ResponseStore:
     # -- background-stream events -------------------------------------------------------------
 
     async def add_events(self, response_id: str, events: list[tuple[int, str]]) -> None:
-        rows = [{"response_id": response_id, "sequence_number": n, "data": d} for n, d in events]
-        await self.db.write(lambda conn: conn.execute(insert(response_events), rows))
+        """Append a background response's events and wake its followers, on every replica."""
+        def txn(conn: Connection) -> None:
+            _insert_events(conn, response_id, events)
+            notify(conn, EVENTS, response_id)
+
+        await self.db.write(txn)
 
     async def events_after(self, response_id: str, after: int) -> list[tuple[int, str]]:
         query = (

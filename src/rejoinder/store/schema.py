@@ -2,7 +2,9 @@
 
 Items are stored as the exact JSON objects the API returns, so a round trip is lossless whatever
 the item type. A response row's ``body`` is the Response object without ``output``: its output
-lives in ``response_items`` (kind ``output``) and is read back from there.
+lives in ``response_items`` (kind ``output``) and is read back from there. While a response runs,
+its lease renewals keep its partial output as kind ``draft`` (``services/leases.py``), which
+becomes its output if the run dies before it ends.
 """
 
 from sqlalchemy import (
@@ -43,6 +45,9 @@ responses = Table(
     Column("lease_owner", String(80)),
     Column("lease_expires_at", Float),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    # A queued background job's preparation (its MCP tool listings), so the replica that claims it
+    # runs what was validated when it was accepted, without listing again.
+    Column("prepared", Text),
 )
 Index("ix_responses_owner_seq", responses.c.owner, responses.c.seq)
 
@@ -59,7 +64,7 @@ response_items = Table(
     "response_items",
     metadata,
     Column("response_id", String(80), primary_key=True),
-    Column("kind", String(6), primary_key=True),  # "input" | "output"
+    Column("kind", String(6), primary_key=True),  # "input" | "output" | "draft"
     Column("position", Integer, primary_key=True),
     Column("item_id", String(120), nullable=False),
     Column("data", Text, nullable=False),
@@ -96,4 +101,4 @@ response_events = Table(
     Column("data", Text, nullable=False),
 )
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
