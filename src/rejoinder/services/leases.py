@@ -110,10 +110,10 @@ class RunLease:
             if self.row and run is not None and run.state.seq != self._drafted_seq:
                 self._drafted_seq = run.state.seq
                 drafts = list(run.state.output)
+                # Before the write: a final write that starts meanwhile must clear what it stores.
+                self.drafts = True
             held = await self.keeper.leases.renew(self.response_id, row=self.row, conversation_id=self.conversation_id,
                                                   drafts=drafts)
-            if drafts is not None and held:
-                self.drafts = True
             if not held:
                 self.row = False  # cancelled, or settled elsewhere: its own end decides the rest
         except Exception:
@@ -167,7 +167,6 @@ class LeaseKeeper:
         self.renew_every = leases.lease_seconds / 3
         self.live: dict[str, RunLease] = {}
         self.closing = False
-        self.recovered: asyncio.Event = asyncio.Event()  # set after each recovery pass (tests)
         self._loop: asyncio.Task[None] | None = None
 
     def open(self, response_id: str, conversation_id: str | None) -> RunLease:
@@ -204,7 +203,6 @@ class LeaseKeeper:
                 await self.recover()
             except Exception:
                 log.exception("settling expired leases failed; retrying")
-            self.recovered.set()
 
     async def stop(self) -> None:
         """Stop renewing and recovering: what is still held lapses, for the others to settle."""
