@@ -95,7 +95,7 @@ class RunLease:
         task.add_done_callback(self._task_done)
 
     def _arm(self) -> None:
-        if not self.settled:
+        if not self.settled and not self.keeper.closing:
             self._timer = asyncio.get_running_loop().call_later(self.keeper.renew_every, self._due)
 
     def _due(self) -> None:
@@ -211,6 +211,11 @@ class LeaseKeeper:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
+        under_way = []
         for lease in list(self.live.values()):
             if lease._timer is not None:
                 lease._timer.cancel()
+            under_way += [t for t in (lease._busy, lease._settling) if t is not None and not t.done()]
+        for task in under_way:
+            task.cancel()
+        await asyncio.gather(*under_way, return_exceptions=True)

@@ -246,9 +246,9 @@ class Database:
                         self._checkpoint_soon()
                     self._wake(notes)
                     return result  # type: ignore[return-value]
-            result, notes = await self._writer.run(fn)
+            written, notes = await self._writer.run(fn)
             self._wake(notes)
-            return result
+            return written
         async with self._async_engine.begin() as conn:
             return await conn.run_sync(fn)
 
