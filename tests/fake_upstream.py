@@ -29,6 +29,7 @@ class Turn:
     reasoning: str = ""
     finish: str | None = None
     status: int = 200  # non-200: fail with this HTTP status before streaming
+    error: dict[str, Any] | None = None  # the body of that failure (default: a scripted server error)
     break_after: int | None = None  # drop the connection after this many chunks
     usage: tuple[int, int, int] = (10, 5, 0)  # prompt, completion, cached
     delay: float = 0.0  # seconds before each chunk
@@ -64,9 +65,9 @@ def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, An
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-def render(turn: Turn, top_logprobs: int | None = None) -> list[bytes]:
+def render(turn: Turn, top_logprobs: int | None = None, call_id: Callable[[int], str] | None = None) -> list[bytes]:
     """The turn's chunks; with ``top_logprobs`` (the request asked for logprobs) each text chunk
-    carries its token's log probability and that many alternatives."""
+    carries its token's log probability and that many alternatives; ``call_id`` names its calls."""
     out = [_chunk({"role": "assistant", "content": ""})]
     if turn.reasoning:
         out.extend(_chunk({"reasoning_content": w}) for w in _split(turn.reasoning))
@@ -74,7 +75,8 @@ def render(turn: Turn, top_logprobs: int | None = None) -> list[bytes]:
                       {"content": [token_logprob(w, top_logprobs)]}) for w in _split(turn.text))
     for i, (name, args) in enumerate(turn.tool_calls):
         raw = args if isinstance(args, str) else json.dumps(args)
-        out.append(_chunk({"tool_calls": [{"index": i, "id": f"call_fake{i}_{int(time.time() * 1e6) % 10**9}",
+        cid = call_id(i) if call_id else f"call_fake{i}_{int(time.time() * 1e6) % 10**9}"
+        out.append(_chunk({"tool_calls": [{"index": i, "id": cid,
                                            "type": "function", "function": {"name": name, "arguments": ""}}]}))
         for piece in _split(raw, 7):
             out.append(_chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
@@ -102,6 +104,11 @@ class FakeUpstream:
         self.peers: list[int] = []  # the client port of each request: a repeated one is a reused connection
         self.script: deque[Turn] = deque()
         self.responder: Callable[[dict[str, Any]], Turn] | None = None
+        # A chat template's checks (tests/strict_templates.py): (status, error body) refuses the request.
+        self.check: Callable[[dict[str, Any]], tuple[int, dict[str, Any]] | None] | None = None
+        self.call_id: Callable[[int], str] | None = None  # the ids of the calls it makes
+        # Other paths (GET /v1/models, /props, POST /tokenize...): a JSON answer, or a function of the body.
+        self.info: dict[str, Any] = {}
         self.app = self._build()
 
     def queue(self, *turns: Turn) -> None:
@@ -112,6 +119,9 @@ class FakeUpstream:
         self.peers.clear()
         self.script.clear()
         self.responder = None
+        self.check = None
+        self.call_id = None
+        self.info = {}
 
     def _next(self, body: dict[str, Any]) -> Turn:
         if self.script:
@@ -130,11 +140,14 @@ class FakeUpstream:
             body = await request.json()
             self.requests.append(body)
             self.peers.append(request.client.port if request.client else 0)
+            refused = self.check(body) if self.check is not None else None
+            if refused is not None:
+                return JSONResponse(refused[1], status_code=refused[0])
             turn = self._next(body)
             if turn.status != 200:
-                return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
+                return JSONResponse(turn.error or {"error": {"message": "scripted failure", "type": "server_error"}},
                                     status_code=turn.status)
-            frames = render(turn, body.get("top_logprobs", 0) if body.get("logprobs") else None)
+            frames = render(turn, body.get("top_logprobs", 0) if body.get("logprobs") else None, self.call_id)
 
             async def gen() -> Any:
                 for i, frame in enumerate(frames):
@@ -151,6 +164,15 @@ class FakeUpstream:
                     await asyncio.sleep(turn.linger)
 
             return StreamingResponse(gen(), media_type="text/event-stream")
+
+        @app.api_route("/{path:path}", methods=["GET", "POST"])
+        async def other(path: str, request: Request) -> Any:
+            answer = self.info.get("/" + path)
+            if answer is None:
+                return JSONResponse({"error": {"message": "not found"}}, status_code=404)
+            if callable(answer):
+                answer = answer(await request.json())
+            return JSONResponse(answer)
 
         return app
 

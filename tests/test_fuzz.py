@@ -232,7 +232,14 @@ def test_mutated_backend_streams_fail_cleanly(make_server):
                         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
                     final = check_stream(events)
                 else:
+                    latest = http.get("/v1/responses", params={"limit": 1}).json()["data"]
                     r = http.post("/v1/responses", json=body)
+                    if backend.status in (400, 429):
+                        # Refused before any output: the client's HTTP error, and no response is left.
+                        assert r.status_code == backend.status, r.text
+                        assert set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
+                        assert http.get("/v1/responses", params={"limit": 1}).json()["data"] == latest
+                        continue
                     assert r.status_code == 200, r.text
                     final = Response.model_validate(r.json())
                 assert final.error is None or INTERNAL not in final.error.message, (backend.body, final.error)

@@ -27,9 +27,12 @@ NOT_ADMITTED = Admission()
 class ChatBackend(Protocol):
     """Streams a chat completion. ``body`` is the exact JSON body of ``POST /v1/chat/completions``.
 
-    It yields non-empty batches of chunks (``chunk.py``: the wire JSON, validated): the chunks that
-    arrived together, so a burst costs the engine one pass rather than one per chunk. A backend
-    that fails mid-batch yields what it read first."""
+    It yields batches of chunks (``chunk.py``: the wire JSON, validated): the chunks that arrived
+    together, so a burst costs the engine one pass rather than one per chunk. A backend that fails
+    mid-batch yields what it read first. An empty batch says the backend accepted the request (its
+    HTTP status) before any chunk: a non-streamed reply's head waits for it, so that a refusal
+    before it (``refusal.BackendRefusal``, raised before anything is yielded) can still be the
+    client's HTTP error."""
 
     def stream(self, body: dict[str, Any], admission: Admission = NOT_ADMITTED) -> AsyncIterator[list[Chunk]]: ...
 
@@ -38,7 +41,11 @@ class ChatBackend(Protocol):
 
 @dataclass
 class ModelRoute:
-    """A public model name and where its requests go."""
+    """A public model name and where its requests go.
+
+    ``template_rules`` are the chat-template rules its requests are reshaped for
+    (``chat_templates.py``): the configured ones, and those learned from the backend's errors, for
+    the life of the process."""
 
     name: str
     backend: ChatBackend
@@ -50,4 +57,5 @@ class ModelRoute:
     # Checks of a request that must fail before its response starts (a 4xx, not a failed
     # response), and what the backend needs to know of it: see ``ModelRegistry.admit``.
     admit: Callable[[Any, Admission], Admission] | None = None
+    template_rules: set[str] = field(default_factory=set)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -22,23 +22,16 @@ import aiohttp
 import orjson
 
 from rejoinder import __version__
+from rejoinder.backends import refusal
 from rejoinder.backends.base import NOT_ADMITTED, Admission
 from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_json, chunks_from_json
 from rejoinder.errors import BackendError
 
 log = logging.getLogger(__name__)
 
-_ERROR_BODY_LIMIT = 4096  # bytes of an upstream error body kept for the log
+_ERROR_BODY_LIMIT = 16384  # bytes of an upstream error body read (its reason is passed on)
 _DRAIN_LIMIT = 64 * 1024  # bytes read after [DONE] before giving up on reusing the connection
 _DRAIN_SECONDS = 10.0
-
-
-def status_error(status: int) -> BackendError:
-    """An upstream HTTP error as a spec error code; the upstream's own text is never passed on."""
-    if status == 429:
-        return BackendError("The model backend is rate limited; retry later.", "rate_limit_exceeded", 429)
-    code = "invalid_prompt" if status == 400 else "server_error"
-    return BackendError(f"The model backend returned HTTP {status}.", code, status)
 
 
 def transport_error(exc: BaseException) -> BackendError:
@@ -53,10 +46,17 @@ def transport_error(exc: BaseException) -> BackendError:
 
 def parse_chunk(data: str | bytes) -> Chunk:
     """One chunk, validated (``chunk.py``). An ``{"error": ...}`` payload, which some servers send
-    mid-stream, or a chunk whose fields Rejoinder reads have the wrong types, fails the call."""
+    in place of a chunk, fails the call with its reason (``refusal.py``); so does a chunk whose
+    fields Rejoinder reads have the wrong types."""
     try:
         return chunk_from_json(data)
     except MalformedChunk as exc:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            payload = None
+        if isinstance(payload, dict) and payload.get("error"):
+            raise refusal.from_stream_error(payload["error"]) from None
         raise BackendError(str(exc), "server_error") from None
 
 
@@ -189,10 +189,11 @@ class OpenAICompatBackend:
         return self._session
 
     async def stream(self, body: dict[str, Any], admission: Admission = NOT_ADMITTED) -> AsyncIterator[list[Chunk]]:
-        """The answer's chunks, in batches. It ends at ``[DONE]``: the end of the HTTP body after
-        it can come in a later packet (a server that ends its body in a write of its own, a proxy
-        in between), and the turn does not wait for it. It is read in the background, so the
-        connection is still reused."""
+        """The answer's chunks, in batches, after an empty batch once the backend has accepted the
+        request (its HTTP status). A refusal is raised before that (``refusal.py``). It ends at
+        ``[DONE]``: the end of the HTTP body after it can come in a later packet (a server that ends
+        its body in a write of its own, a proxy in between), and the turn does not wait for it. It
+        is read in the background, so the connection is still reused."""
         response: aiohttp.ClientResponse | None = None
         draining = False
         try:
@@ -201,7 +202,8 @@ class OpenAICompatBackend:
             if response.status >= 400:
                 detail = await response.content.read(_ERROR_BODY_LIMIT)
                 log.warning("backend answered HTTP %s: %r", response.status, detail[:500])
-                raise status_error(response.status)
+                raise refusal.from_status(response.status, detail)
+            yield []
             reader = ChunkReader()
             # Whatever bytes are buffered are taken at once: a burst of chunks is one batch.
             async for block in response.content.iter_any():

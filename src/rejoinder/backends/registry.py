@@ -40,7 +40,7 @@ class ModelRegistry:
                 backend = RecordingBackend(backend, rec.mode, rec.dir, url=url)
             routes[name] = ModelRoute(
                 name=name, backend=backend, upstream_model=cfg.model or name, max_tokens_param=cfg.max_tokens_param,
-                owned_by="rejoinder", cache_hints=cfg.cache_hints,
+                owned_by="rejoinder", cache_hints=cfg.cache_hints, template_rules=set(cfg.template_rules),
             )
         from rejoinder.backends import embedded
 

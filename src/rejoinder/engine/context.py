@@ -1,8 +1,12 @@
-"""Turning Responses items into chat-completions messages.
+"""Turning Responses items into chat-completions messages: the transcript a backend reads.
 
-Every item type a response can produce is accepted back. Assistant tool calls always get their
-tool result message (the backend rejects a call without one); a call whose result is missing, or a
-result whose call is unknown, is the client's error and is reported as a 400 before inference.
+Every item type a response can produce is accepted back. The transcript follows the rules every
+backend shares (OpenAI's are the strictest): an assistant message's tool calls are followed
+directly by all their results, in call order, and a message the client placed between a call and
+its output (a person typing while a tool runs) follows those results. Nothing is dropped but a
+second output for a call already answered. A call whose result is missing, or a result whose call
+is unknown, is the client's error and is reported as a 400 before inference. What a stricter chat
+template needs beyond this is ``backends/chat_templates.py``'s.
 """
 
 from __future__ import annotations
@@ -76,59 +80,134 @@ def _mcp_result_text(item: dict[str, Any]) -> str:
     return item.get("output") or ""
 
 
-class _Builder:
-    """Chat messages under construction.
+class _Step:
+    """One assistant message's tool calls, waiting for their results.
 
-    Consecutive calls (function, MCP, denied approvals) share one assistant message, and the
-    results of server-side calls wait until the run of calls ends, so every assistant
-    ``tool_calls`` message is followed by exactly its tool messages, whatever mix of client-side
-    and server-side calls a turn made.
-    """
+    Its calls are consecutive call items (a model's turn); results come in any order, and
+    whatever the client placed among them waits in ``held`` until every call is answered."""
 
-    def __init__(self) -> None:
+    __slots__ = ("held", "message", "missing", "open", "results")
+
+    def __init__(self, message: dict[str, Any]):
+        self.message = message
+        self.results: dict[str, str | None] = {}  # call_id -> text, in call order
+        self.missing = 0  # calls without a result yet
+        self.open = True  # a next call item joins this step (no result or other item came yet)
+        self.held: list[dict[str, Any]] = []
+
+
+class _Transcript:
+    """Chat messages under construction, to the rules every backend shares: an assistant message's
+    tool calls are followed directly by their results, in call order; anything the client put
+    between a call and its output follows the outputs, in the client's order."""
+
+    def __init__(self, names: dict[tuple[str, str], str]):
+        self.names = names
         self.messages: list[dict[str, Any]] = []
-        self.open_calls: dict[str, str] = {}  # call_id -> name, awaiting a function_call_output
-        self._pending: list[dict[str, Any]] = []  # results of server-side calls in the current run
+        self.step: _Step | None = None  # invariant: a step with no result missing is still open
+        self.approvals: dict[str, dict[str, Any]] = {}
+        self.seen: set[str] = set()  # function call ids, in the client's order
 
-    def _assistant_for_calls(self) -> dict[str, Any]:
+    def feed(self, item: dict[str, Any]) -> None:
+        kind = item.get("type", "message")
+        step = self.step
+        if kind == "message":
+            if step is not None:
+                if step.missing:
+                    step.open = False
+                    step.held.append(item)
+                    return
+                self._close()
+            self.messages.append(_message(item))
+        elif kind == "function_call_output":
+            call_id = item["call_id"]
+            if call_id not in self.seen:
+                raise InvalidRequest(f"No tool call found for function call output with call_id {call_id}.",
+                                     param="input", code="invalid_function_call_output")
+            if step is not None and step.results.get(call_id, "") is None:
+                step.results[call_id] = _tool_output_text(item.get("output"))
+                step.missing -= 1
+                step.open = False
+                if not step.missing:
+                    self._close()
+            elif step is not None and step.missing:
+                step.held.append(item)  # its call is among the held items, or it answers twice
+            else:
+                self._close()  # an output for a call already answered: the first one answered it
+        else:
+            call = self._call_of(kind, item)
+            if call is None:
+                return  # mcp_list_tools, reasoning, approval requests and approvals, references
+            if step is None:
+                step = self._new_step()
+            elif not step.open:
+                step.held.append(item)  # it waits for the outputs of the calls before it
+                return
+            self._add_call(step, *call)
+
+    def _call_of(self, kind: str, item: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
+        """(call id, name, arguments, result if the server has it) of an item that is a tool call."""
+        if kind == "function_call":
+            self.seen.add(item["call_id"])
+            return item["call_id"], item["name"], item.get("arguments", ""), None
+        if kind == "mcp_call":
+            name = self.names.get((item["server_label"], item["name"]), item["name"])
+            return item["id"], name, item.get("arguments", ""), _mcp_result_text(item)
+        if kind == "mcp_approval_request":
+            self.approvals[item["id"]] = item
+        elif kind == "mcp_approval_response" and not item.get("approve"):
+            request = self.approvals.get(item["approval_request_id"])
+            if request is not None:
+                name = self.names.get((request["server_label"], request["name"]), request["name"])
+                return request["id"], name, request.get("arguments", ""), DENIED_TEXT
+        return None
+
+    def _new_step(self) -> _Step:
         """Calls made in the same turn as a text answer belong to that assistant message."""
         last = self.messages[-1] if self.messages else None
-        if last is not None and last["role"] == "assistant":
-            last.setdefault("tool_calls", [])
-            return last
-        msg: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": []}
-        self.messages.append(msg)
-        return msg
+        if last is not None and last["role"] == "assistant" and not last.get("tool_calls"):
+            last["tool_calls"] = []
+            message = last
+        else:
+            message = {"role": "assistant", "content": None, "tool_calls": []}
+            self.messages.append(message)
+        self.step = _Step(message)
+        return self.step
 
-    def call(self, call_id: str, name: str, arguments: str) -> None:
-        """A client-side call; its result comes later as a ``function_call_output``."""
-        self._add_call(call_id, name, arguments)
-        self.open_calls[call_id] = name
+    def _add_call(self, step: _Step, call_id: str, name: str, arguments: str, result: str | None) -> None:
+        if call_id in step.results:
+            return  # the same call twice in one turn: it is one call
+        step.message["tool_calls"].append(
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments or "{}"}})
+        step.results[call_id] = result
+        if result is None:
+            step.missing += 1
 
-    def server_call(self, call_id: str, name: str, arguments: str, result: str) -> None:
-        """A call whose result the server already has (MCP calls, denied approvals)."""
-        self._add_call(call_id, name, arguments)
-        self._pending.append({"role": "tool", "tool_call_id": call_id, "content": result})
+    def _close(self) -> None:
+        """The open step, every call answered: its results, then what the client put among them."""
+        step, self.step = self.step, None
+        if step is None:
+            return
+        self.messages.extend({"role": "tool", "tool_call_id": call_id, "content": text}
+                             for call_id, text in step.results.items())
+        for item in step.held:
+            self.feed(item)
 
-    def _add_call(self, call_id: str, name: str, arguments: str) -> None:
-        if self._pending and not self.open_calls:
-            self.flush()  # a finished run of server-side calls: this call starts a new step
-        self._assistant_for_calls()["tool_calls"].append(
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments or "{}"}}
-        )
+    def finish(self) -> list[dict[str, Any]]:
+        while self.step is not None:
+            if self.step.missing:
+                call_id = next(c for c, text in self.step.results.items() if text is None)
+                raise InvalidRequest(f"No tool output found for function call {call_id}.", param="input",
+                                     code="missing_function_call_output")
+            self._close()
+        return self.messages
 
-    def result(self, call_id: str, text: str) -> None:
-        self.flush()
-        self.open_calls.pop(call_id, None)
-        self.messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
 
-    def flush(self) -> None:
-        self.messages.extend(self._pending)
-        self._pending = []
-
-    def add(self, role: str, content: Any) -> None:
-        self.flush()
-        self.messages.append({"role": role, "content": content})
+def _message(item: dict[str, Any]) -> dict[str, Any]:
+    role = item.get("role", "user")
+    if role == "assistant":
+        return {"role": "assistant", "content": _text_parts(item.get("content"))}
+    return {"role": "system" if role == "developer" else role, "content": _user_content(item.get("content", ""))}
 
 
 def build_messages(
@@ -139,48 +218,11 @@ def build_messages(
     """Chat messages for ``items`` (the whole context, oldest first), with ``instructions`` first.
 
     ``model_name_for_tool`` maps (server_label, tool name) to the name the model sees for MCP tools.
+    The items themselves are not changed: only what goes to the backend is ordered.
     """
-    names = model_name_for_tool or {}
-    b = _Builder()
+    transcript = _Transcript(model_name_for_tool or {})
     if instructions:
-        b.add("system", instructions)
-    known_calls: set[str] = set()
-    approval_requests: dict[str, dict[str, Any]] = {}
+        transcript.messages.append({"role": "system", "content": instructions})
     for item in items:
-        kind = item.get("type", "message")
-        if kind == "message":
-            role = item.get("role", "user")
-            if role == "assistant":
-                b.add("assistant", _text_parts(item.get("content")))
-            else:
-                b.add("system" if role == "developer" else role, _user_content(item.get("content", "")))
-        elif kind == "function_call":
-            b.call(item["call_id"], item["name"], item.get("arguments", ""))
-            known_calls.add(item["call_id"])
-        elif kind == "function_call_output":
-            call_id = item["call_id"]
-            if call_id not in known_calls:
-                raise InvalidRequest(
-                    f"No tool call found for function call output with call_id {call_id}.",
-                    param="input", code="invalid_function_call_output",
-                )
-            if call_id not in b.open_calls:
-                continue  # a second output for the same call: the first one answered it
-            b.result(call_id, _tool_output_text(item.get("output")))
-        elif kind == "mcp_call":
-            name = names.get((item["server_label"], item["name"]), item["name"])
-            b.server_call(item["id"], name, item.get("arguments", ""), _mcp_result_text(item))
-        elif kind == "mcp_approval_request":
-            approval_requests[item["id"]] = item
-        elif kind == "mcp_approval_response":
-            request = approval_requests.get(item["approval_request_id"])
-            if request is not None and not item.get("approve"):
-                name = names.get((request["server_label"], request["name"]), request["name"])
-                b.server_call(request["id"], name, request.get("arguments", ""), DENIED_TEXT)
-        # mcp_list_tools, reasoning, search calls, references: no chat message of their own
-    b.flush()
-    if b.open_calls:
-        call_id = next(iter(b.open_calls))
-        raise InvalidRequest(f"No tool output found for function call {call_id}.", param="input",
-                             code="missing_function_call_output")
-    return b.messages
+        transcript.feed(item)
+    return transcript.finish()

@@ -20,11 +20,14 @@ class Reply(Protocol):
 async def fold(run: ResponseRun, reply: Reply) -> None:
     """Drive every event of ``run`` and reply with the final Response.
 
-    The head goes out with the run's first events: the request is valid by then, so the status is
-    200 whatever the run's outcome (a failed run is a ``failed`` Response), and the client reads the
-    head while the model works instead of after it. The body is the terminal event's own JSON, byte
-    for byte, sent as soon as that event exists (it is made after the commit); the run's clean-up
-    follows it instead of delaying it."""
+    The head goes out with the run's first events, which wait until the backend has accepted the
+    request (its HTTP status, not its first token: ``ResponseRun.head_waits``). A refusal before
+    that raises the client's HTTP error (a too-long input is a 400 ``context_length_exceeded``) and
+    leaves no response behind; after it, the status is 200 whatever the run's outcome (a failed run
+    is a ``failed`` Response), and the client reads the head while the model works instead of after
+    it. The body is the terminal event's own JSON, byte for byte, sent as soon as that event exists
+    (it is made after the commit); the run's clean-up follows it instead of delaying it."""
+    run.head_waits = True
     started = replied = False
     async with aclosing(run.events()) as events:
         async for batch in events:

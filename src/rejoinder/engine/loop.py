@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rejoinder.engine import chunks as C
-from rejoinder.engine.chat_request import chat_body
 from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import Event, ResponseState
+from rejoinder.engine.head import cancel_task, let_run, refused_before_accepting
 from rejoinder.engine.plan import RunPlan
-from rejoinder.errors import BackendError
+from rejoinder.engine.upstream import stream_step
+from rejoinder.errors import APIError, BackendError
 from rejoinder.ids import new_id
 from rejoinder.tools.mcp_client import McpResult
 from rejoinder.tools.toolset import ServerTool, resolve_tool_choice
@@ -61,20 +62,9 @@ class Persistence:
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None: ...
 
-
-async def _let_run(task: asyncio.Future[Any], steps: int = 3) -> None:
-    """Give a just-started task a few loop turns: enough to put a request on the wire (aiohttp on
-    Python 3.11 writes the body from a task of its own, one turn later; the third is slack)."""
-    for _ in range(steps):
-        if task.done():
-            return
-        await asyncio.sleep(0)
-
-
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    if not task.done():
-        task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async def discarded(self, plan: RunPlan) -> None:
+        """The backend refused the run before it began, and the client gets that as its HTTP error:
+        what ``started`` stored goes (``ResponseRun.head_waits``)."""
 
 
 class ResponseRun:
@@ -93,6 +83,9 @@ class ResponseRun:
         self._max_server_calls: int | None = plan.params.get("max_tool_calls")
         self.cancel_requested = False  # set before cancelling the task that drives events()
         self._hold: asyncio.Event | None = None  # set once the start row is written (see events())
+        self._accepted = asyncio.Event()  # the backend accepted the first step's request
+        self.head_waits = False  # the head waits for that (a non-streamed reply: see _until_accepted)
+        self._refusal: APIError | None = None
 
     # -- the event stream ------------------------------------------------------------------
 
@@ -112,16 +105,18 @@ class ResponseRun:
                 # head start for those.)
                 self._hold = asyncio.Event()
                 first = asyncio.ensure_future(anext(work))
-                await _let_run(first)
+                await let_run(first)
             head = [st.created(), st.in_progress(), *self._listings()]
             try:
                 await self.persistence.started(self.plan)
             except BaseException:
                 if first is not None:
-                    await _cancel(first)
+                    await cancel_task(first)
                 raise
             if self._hold is not None:
                 self._hold.set()
+            if self.head_waits and first is not None:
+                await self._until_accepted(first)
             yield head
             head = []
             try:
@@ -150,8 +145,8 @@ class ResponseRun:
                     st.failed("server_error", "The response was interrupted before it finished.")
                 await asyncio.shield(self.persistence.finished(self.plan, st.response))
             raise
-        except Exception:
-            if committed:
+        except Exception as exc:
+            if committed or exc is self._refusal:
                 raise
             log.exception("response %s failed", self.plan.response_id)
             terminal = st.failed("server_error", "The server had an error while processing the response.")
@@ -159,9 +154,18 @@ class ResponseRun:
             yield [*head, terminal]  # a stream always opens with response.created
         finally:
             if first is not None:
-                await _cancel(first)  # the run was cancelled while it waited
+                await cancel_task(first)  # the run was cancelled while it waited
             await work.aclose()
             self.plan.sessions.close_soon()
+
+    async def _until_accepted(self, first: asyncio.Future[list[Event]]) -> None:
+        """Refused before it accepts the first step (a bad value, a too-long input), the run leaves
+        nothing behind and raises the refusal as the client's HTTP error, as OpenAI answers."""
+        refusal = await refused_before_accepting(first, self._accepted)
+        if refusal is not None:
+            await self.persistence.discarded(self.plan)
+            self._refusal = refusal.api_error()
+            raise self._refusal
 
     async def _work(self) -> AsyncIterator[list[Event]]:
         """Everything between ``in_progress`` and the terminal event."""
@@ -245,10 +249,10 @@ class ResponseRun:
         items = [*plan.history, *plan.input_items, *self.state.output]
         messages = build_messages(items, plan.params.get("instructions"), plan.toolset.model_names())
         tools, choice = self._offered_tools()
-        body = chat_body(plan.route, plan.params, messages, tools, choice)
         self._calls = {}
         self._open_call = None
-        async for chunks in plan.route.backend.stream(body, plan.admission):
+        async for chunks in stream_step(plan.route, plan.params, messages, tools, choice, plan.admission):
+            self._accepted.set()
             if self._hold is not None:
                 await self._hold.wait()
                 self._hold = None

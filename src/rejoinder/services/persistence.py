@@ -52,6 +52,14 @@ class StorePersistence(Persistence):
             if self.lease is not None:
                 self.lease.row = True
 
+    async def discarded(self, plan: RunPlan) -> None:
+        """Refused by the backend before it began, a non-streamed response is not kept (OpenAI keeps
+        none: the client got an HTTP error, no id)."""
+        if plan.store and not self.already_created:
+            await self.responses.delete(plan.response_id, None)
+        if plan.conversation_id:
+            await self.conversations.unlock(plan.conversation_id, plan.response_id)
+
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None:
         conv = plan.conversation_id
         if not plan.store:
