@@ -22,7 +22,9 @@ import pytest
 from rejoinder.backends.embedded import route_from_settings, unavailable_reason
 from rejoinder.backends.embedded_prompt import fit
 from rejoinder.backends.embedded_queue import ModelQueue
+from rejoinder.backends.token_count import TokenCount
 from rejoinder.config import EmbeddedConfig, Settings
+from rejoinder.engine import truncation
 from rejoinder.errors import BackendError, Overloaded
 from rejoinder.http.app import create_app
 from tests.conftest import MODEL, storage_url
@@ -186,24 +188,42 @@ def test_context_window_400_or_truncation(embedded_server, make_server):
     data = truncated.json()
     assert data["status"] in ("completed", "incomplete") and data["truncation"] == "auto"
     assert data["usage"]["input_tokens"] + data["usage"]["output_tokens"] <= 256
+    # Every backend takes truncation "auto" now (issue 16): one whose window is unknown answers too.
     upstream_only = make_server()
     r = httpx.post(upstream_only.url + "/v1/responses", json={"model": MODEL, "input": "hi", "truncation": "auto"})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "truncation"
+    assert r.status_code == 200 and r.json()["status"] == "completed" and r.json()["truncation"] == "auto", r.text
 
 
-def test_fit_drops_oldest_turns_and_keeps_system():
-    turns = [{"role": "system", "content": "sys"}]
-    turns += [{"role": "user", "content": f"u{i} " * 10} for i in range(5)]
-    turns[2:2] = [{"role": "tool", "content": "orphan " * 10}]
+def test_truncation_drops_oldest_turns_and_keeps_system():
+    """Truncation is the engine's, for every backend, the embedded one included (it counts with
+    this model's tokenizer): the oldest turns go, system messages stay; a prompt that does not fit
+    without truncation is refused by the model with a context-length error."""
+    messages = [{"role": "system", "content": "sys"}]
+    messages += [{"role": "user", "content": f"u{i} " * 10} for i in range(5)]
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages[2:2] = [{"role": "assistant", "content": None, "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "c", "content": "result " * 10}]
+
+    class Words:
+        async def count(self, body: dict) -> TokenCount:
+            return TokenCount(sum(len(str(m["content"] or "").split()) for m in body["messages"]), exact=True)
+
+    def body_of(ms: list[dict]) -> dict:
+        return {"messages": ms}
+
+    kept = asyncio.run(truncation.fit(messages, body_of, Words(), window=60, room=16))
+    assert kept[0] == {"role": "system", "content": "sys"} and kept[-1] == messages[-1]
+    assert sum(len(str(m["content"] or "").split()) for m in kept) + 16 <= 60
+    assert len(kept) < len(messages)
+    assert not any(m["role"] == "tool" for m in kept) or any(m.get("tool_calls") for m in kept)  # never apart
 
     def tokenize(ts: list[dict[str, str]]) -> list[int]:
         return [0] * sum(len(t["content"].split()) for t in ts)
 
-    kept = fit(turns, tokenize, n_ctx=60, max_tokens=16, truncate=True)
-    assert len(kept.tokens) + kept.max_tokens <= 60 and kept.max_tokens == 16
-    assert kept.dropped >= 1
+    turns = [{"role": "system", "content": "sys"}] + [{"role": "user", "content": f"u{i} " * 10} for i in range(5)]
+    assert fit(turns, tokenize, n_ctx=70, max_tokens=16).max_tokens == 16  # 51 tokens: it fits
     with pytest.raises(BackendError) as info:
-        fit(turns, tokenize, n_ctx=60, max_tokens=16, truncate=False)
+        fit(turns, tokenize, n_ctx=60, max_tokens=16)
     assert info.value.code == "invalid_prompt"
 
 

@@ -30,6 +30,7 @@ class BackendConfig(BaseModel):
     timeout: float = 600.0
     cache_hints: bool = Field(default=True, description="pass prompt_cache_key and prompt_cache_retention on; "
                               "off for a backend that refuses parameters it does not know")
+    context_window: int | None = Field(default=None, ge=1, description="tokens; None: asked of the server")
     template_rules: list[Literal["alternate_roles", "no_system_role", "short_call_ids"]] = Field(
         default_factory=list, description="chat-template rules known up front (others are learned)")
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rejoinder.backends.chunk import Chunk
+
+if TYPE_CHECKING:
+    from rejoinder.backends.context_window import Discovered
+    from rejoinder.backends.openai_compat import OpenAICompatBackend
+    from rejoinder.backends.token_count import TokenCounter
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +21,6 @@ class Admission:
     Made once per response, before its first event, by :meth:`ModelRegistry.admit` (where a backend
     may refuse it with a 4xx), and passed explicitly to every ``stream`` call of that response."""
 
-    truncation: bool = False  # the request asked for truncation "auto"
     admitted: bool = False  # a backend with a line (the embedded model) let it in: later steps wait
     test_id: str | None = None  # record/replay's key (``X-Rejoinder-Test-Id``)
 
@@ -43,9 +47,12 @@ class ChatBackend(Protocol):
 class ModelRoute:
     """A public model name and where its requests go.
 
-    ``template_rules`` are the chat-template rules its requests are reshaped for
-    (``chat_templates.py``): the configured ones, and those learned from the backend's errors, for
-    the life of the process."""
+    ``context_window`` is the configured one (the embedded model's ``n_ctx``); ``context_window.py``
+    discovers it from the server otherwise. ``template_rules`` are the chat-template rules its
+    requests are reshaped for (``chat_templates.py``): the configured ones, and those learned from
+    the backend's errors, for the life of the process. ``http`` is the OpenAI-compatible backend
+    behind any recorder (None for the embedded model, or when replaying recordings), through which
+    the server is asked about itself."""
 
     name: str
     backend: ChatBackend
@@ -58,4 +65,7 @@ class ModelRoute:
     # response), and what the backend needs to know of it: see ``ModelRegistry.admit``.
     admit: Callable[[Any, Admission], Admission] | None = None
     template_rules: set[str] = field(default_factory=set)
+    http: OpenAICompatBackend | None = None
+    token_counter: TokenCounter | None = None  # set for the embedded model
+    discovered: Discovered | None = None  # what the server said of itself (context_window.py)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -81,5 +81,5 @@ def route_from_settings(settings: Settings, have_other_models: bool) -> ModelRou
     backend = EmbeddedBackend(path, config.name, config.n_ctx, config.max_queue, config.threads)
     return ModelRoute(
         name=config.name, backend=backend, upstream_model=config.name, owned_by="rejoinder",
-        context_window=config.n_ctx, admit=backend.admit,
+        context_window=config.n_ctx, token_counter=backend.counter, admit=backend.admit,
     )

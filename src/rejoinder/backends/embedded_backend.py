@@ -41,6 +41,8 @@ from rejoinder.backends.embedded_prompt import (
     template_messages,
 )
 from rejoinder.backends.embedded_queue import ModelQueue
+from rejoinder.backends.refusal import BackendRefusal
+from rejoinder.backends.token_count import TokenCount
 from rejoinder.errors import BackendError, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,12 @@ class _Job:
     max_tokens: int | None
     temperature: float
     top_p: float
-    truncate: bool
     stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Fitted:
+    """The prompt fits: the model starts (the request is accepted)."""
 
 
 @dataclass
@@ -89,10 +95,11 @@ class EmbeddedBackend:
         self.threads = threads
         self.queue = ModelQueue(max_queue)
         self.grammars = GrammarCache()
-        # Tokenizer only (no weights): counts a request's tokens on the loop before it is admitted.
+        # Tokenizer only (no weights): counts a request's tokens on the loop (admission, truncation).
         self._vocab = Llama(str(model_path), vocab_only=True, verbose=False)
+        self._formatter = _formatter(self._vocab)
+        self.counter = EmbeddedCounter(self)
         self._llm: Llama | None = None  # loaded by the worker thread on first use
-        self._formatter: Jinja2ChatFormatter | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rejoinder-embedded")
         self._jobs: set[_Job] = set()
 
@@ -111,6 +118,11 @@ class EmbeddedBackend:
 
     def _count(self, text: str) -> int:
         return len(self._vocab.tokenize(text.encode(), add_bos=False, special=False))
+
+    def count_prompt(self, body: dict[str, Any]) -> int:
+        """The prompt tokens of a chat-completions body, as ``stream`` would build the prompt."""
+        turns = template_messages(body.get("messages") or [], tool_instructions(body))
+        return len(self._tokenize(turns, self._vocab))
 
     def _check_input_length(self, request: Any) -> None:
         """A lower bound of the prompt (the request's own text) that already overflows is a 400."""
@@ -134,22 +146,20 @@ class EmbeddedBackend:
             plan = plan_decoding(body, self.grammars)
         except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
             log.info("schema not supported by the embedded model's grammar: %r", exc)
-            raise BackendError("The embedded model cannot constrain its output to this schema.",
-                               "invalid_prompt", 400) from exc
+            raise BackendRefusal("The embedded model cannot constrain its output to this schema.", 400) from exc
         job = _Job(
             turns=template_messages(body.get("messages") or [], tool_instructions(body)),
             plan=plan,
             max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
             temperature=float(body.get("temperature", 1.0)),
             top_p=float(body.get("top_p", 1.0)),
-            truncate=admission.truncation,
         )
         await self.queue.acquire(admission.admitted)
         self._jobs.add(job)
         loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[_Piece | _End | BackendError] = asyncio.Queue()
+        pieces: asyncio.Queue[_Fitted | _Piece | _End | BackendError] = asyncio.Queue()
 
-        def emit(item: _Piece | _End | BackendError) -> None:
+        def emit(item: _Fitted | _Piece | _End | BackendError) -> None:
             try:
                 loop.call_soon_threadsafe(pieces.put_nowait, item)
             except RuntimeError:  # the loop is gone: nobody is listening any more
@@ -169,11 +179,13 @@ class EmbeddedBackend:
         worker.add_done_callback(done)
         try:
             reader = _Reader(plan, body.get("model") or self.name)
-            yield [reader.chunk({"role": "assistant", "content": ""})]
             while True:
                 item = await pieces.get()
                 if isinstance(item, BackendError):
                     raise item
+                if isinstance(item, _Fitted):  # accepted: a too-long prompt is refused before this
+                    yield [reader.chunk({"role": "assistant", "content": ""})]
+                    continue
                 chunks = reader.feed(item)
                 if chunks:
                     yield chunks
@@ -187,19 +199,13 @@ class EmbeddedBackend:
     def _model(self) -> Llama:
         if self._llm is None:
             started = time.monotonic()
-            llm = Llama(str(self.model_path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
-            template = llm.metadata.get("tokenizer.chat_template") or CHATML
-            special = [llm.detokenize([t], special=True).decode(errors="ignore") if t >= 0 else ""
-                       for t in (llm.token_eos(), llm.token_bos())]
-            self._formatter = Jinja2ChatFormatter(template, eos_token=special[0], bos_token=special[1])
-            self._llm = llm
+            self._llm = Llama(str(self.model_path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
             log.info("embedded model %s loaded in %.2fs", self.model_path.name, time.monotonic() - started)
         return self._llm
 
-    def _tokenize(self, turns: list[dict[str, str]]) -> list[int]:
-        assert self._llm is not None and self._formatter is not None
+    def _tokenize(self, turns: list[dict[str, str]], llm: Llama) -> list[int]:
         prompt = self._formatter(messages=turns).prompt  # type: ignore[arg-type]
-        return self._llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        return llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
     def _generate(self, job: _Job, emit: Callable[[Any], None]) -> None:
         """Runs on the worker thread: fit the prompt, then emit every piece the model makes."""
@@ -207,10 +213,8 @@ class EmbeddedBackend:
             if job.stop.is_set():
                 return
             llm = self._model()
-            prompt: Prompt = fit(job.turns, self._tokenize, self.n_ctx, job.max_tokens, job.truncate)
-            if prompt.dropped:
-                log.info("truncation: dropped the %d oldest turn(s) to fit %d tokens",
-                         prompt.dropped, self.n_ctx)
+            prompt: Prompt = fit(job.turns, lambda turns: self._tokenize(turns, llm), self.n_ctx, job.max_tokens)
+            emit(_Fitted())
             cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt.tokens)
             finish, produced = "stop", 0
             stream = llm.create_completion(
@@ -257,6 +261,24 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _formatter(llm: Llama) -> Jinja2ChatFormatter:
+    """The model file's own chat template (ChatML when it has none)."""
+    template = llm.metadata.get("tokenizer.chat_template") or CHATML
+    special = [llm.detokenize([t], special=True).decode(errors="ignore") if t >= 0 else ""
+               for t in (llm.token_eos(), llm.token_bos())]
+    return Jinja2ChatFormatter(template, eos_token=special[0], bos_token=special[1])
+
+
+class EmbeddedCounter:
+    """``token_count.TokenCounter`` for the embedded model: its tokenizer and template, in process."""
+
+    def __init__(self, backend: EmbeddedBackend):
+        self.backend = backend
+
+    async def count(self, body: dict[str, Any]) -> TokenCount:
+        return TokenCount(self.backend.count_prompt(body), exact=True)
 
 
 class _Reader:

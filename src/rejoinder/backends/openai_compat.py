@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _ERROR_BODY_LIMIT = 16384  # bytes of an upstream error body read (its reason is passed on)
 _DRAIN_LIMIT = 64 * 1024  # bytes read after [DONE] before giving up on reusing the connection
 _DRAIN_SECONDS = 10.0
+_ASK_SECONDS = 5.0  # a question to the server about itself (context window, token count)
 
 
 def transport_error(exc: BaseException) -> BackendError:
@@ -231,6 +232,25 @@ class OpenAICompatBackend:
         finally:
             if response is not None and not draining:
                 response.release()  # back to the pool when read to its end; otherwise closed
+
+    async def request_json(self, method: str, url: str, body: Any = None) -> Any:
+        """A small JSON call to the same server (``context_window.py``, ``token_count.py``), on the
+        backend's pool, with its credentials: the decoded answer, or None on any failure."""
+        headers = {k: v for k, v in self.headers.items() if k != "Accept"}
+        try:
+            async with asyncio.timeout(_ASK_SECONDS):
+                async with self._client().request(method, url, data=None if body is None else orjson.dumps(body),
+                                                  headers=headers, proxy=self.proxy) as response:
+                    if response.status != 200:
+                        return None
+                    return orjson.loads(await response.read())
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            log.debug("%s %s failed: %r", method, url, exc)
+            return None
+
+    @property
+    def base_url(self) -> str:
+        return self.url.removesuffix("/chat/completions")
 
     def _drain_soon(self, response: aiohttp.ClientResponse) -> None:
         task = asyncio.ensure_future(_drain(response))

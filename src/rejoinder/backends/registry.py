@@ -34,13 +34,16 @@ class ModelRegistry:
         routes: dict[str, ModelRoute] = {}
         rec = settings.recording
         for name, cfg in settings.models.items():
-            backend: ChatBackend = OpenAICompatBackend(cfg.base_url, cfg.api_key, cfg.timeout)
+            http = OpenAICompatBackend(cfg.base_url, cfg.api_key, cfg.timeout)
+            backend: ChatBackend = http
             if rec.mode != "live":
                 url = cfg.base_url.rstrip("/") + "/chat/completions"
                 backend = RecordingBackend(backend, rec.mode, rec.dir, url=url)
             routes[name] = ModelRoute(
                 name=name, backend=backend, upstream_model=cfg.model or name, max_tokens_param=cfg.max_tokens_param,
-                owned_by="rejoinder", cache_hints=cfg.cache_hints, template_rules=set(cfg.template_rules),
+                owned_by="rejoinder", cache_hints=cfg.cache_hints, context_window=cfg.context_window,
+                template_rules=set(cfg.template_rules),
+                http=http if rec.mode in ("live", "record") else None,  # replaying asks no server anything
             )
         from rejoinder.backends import embedded
 
@@ -65,15 +68,9 @@ class ModelRegistry:
     @staticmethod
     def admit(route: ModelRoute, request: Any, test_id: str | None = None) -> Admission:
         """Checks of ``request`` that must fail before its response starts (4xx, not a failed
-        response): truncation needs a known context window; a route may add its own (the
-        embedded model checks input length and its queue). Returns what the backend is told on
-        each inference step of the response."""
-        if request.truncation == "auto" and route.context_window is None:
-            raise InvalidRequest(
-                f"truncation 'auto' is not supported for model '{route.name}': its context window is "
-                "unknown to this server. Use truncation 'disabled'.", param="truncation", code="unsupported_value",
-            )
-        admission = Admission(truncation=request.truncation == "auto", test_id=test_id)
+        response): a route may have its own (the embedded model checks input length and its
+        queue). Returns what the backend is told on each inference step of the response."""
+        admission = Admission(test_id=test_id)
         return route.admit(request, admission) if route.admit is not None else admission
 
     def listing(self) -> dict[str, Any]:
