@@ -2,8 +2,9 @@
 
 An ordinary route: the gate's limits and principal, FastAPI's routing and the same error handlers
 as every other route. What made this route fast before it was one is kept where it lives in the
-normal stack: a non-streamed reply's head leaves as soon as the run starts (the client reads it
-while the model works) and its body is the terminal event's own bytes, sent from the run's task.
+normal stack: a non-streamed reply's head leaves as soon as the backend accepts the request (the
+client reads it while the model works; a refusal before that is the client's HTTP error) and its
+body is the terminal event's own bytes, sent from the run's task.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class JSONBody(Response):
 
 
 class _Reply:
-    """Where ``fold`` sends a non-streamed reply: the head when the run starts, the body (its
-    length unknown until then: chunked) once the Response is stored."""
+    """Where ``fold`` sends a non-streamed reply: the head once the backend accepted the request, the
+    body (its length unknown until then: chunked) once the Response is stored."""
 
     def __init__(self, send: Send):
         self.send = send

@@ -83,8 +83,8 @@ class ResponsesService:
         return persistence.lease if isinstance(persistence, StorePersistence) else None
 
     async def fold(self, run: ResponseRun, reply: Reply) -> None:
-        """Run a response that is not streamed: ``reply`` gets its head once the run starts and its
-        JSON once it is stored (see ``fold``).
+        """Run a response that is not streamed: ``reply`` gets its head once the backend accepted the
+        request and its JSON once it is stored (see ``fold``).
 
         The run is a task of its own, so a client that hangs up does not abort the stored turn.
         ``reply`` is called from that task, the body right after the commit: handing the result
