@@ -115,11 +115,13 @@ async def context_window(route: ModelRoute) -> Discovered:
     found = route.discovered
     if route.http is not None and (found is None or time.monotonic() - found.at > TTL):
         try:
-            found = await discover(route.http, route.upstream_model)
+            fresh = await discover(route.http, route.upstream_model)
         except Exception:  # a server that answers nonsense is a server that does not say
             log.exception("context window discovery failed for model %s", route.name)
-            found = Discovered(None, None, "unknown: discovery failed", time.monotonic())
-        route.discovered = found
+            fresh = Discovered(None, None, "unknown: discovery failed", time.monotonic())
+        if fresh.window is None and found is not None and found.window is not None:
+            fresh = Discovered(found.window, found.server, found.source, fresh.at)  # learned from an error
+        found = route.discovered = fresh
     if route.context_window is not None:
         source = "configuration" if found is None or found.window != route.context_window else found.source
         return Discovered(route.context_window, found.server if found else None, source,

@@ -63,8 +63,7 @@ class Persistence:
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None: ...
 
     async def discarded(self, plan: RunPlan) -> None:
-        """The backend refused the run before it began, and the client gets that as its HTTP error:
-        what ``started`` stored goes (``ResponseRun.head_waits``)."""
+        """Refused before it began, the run is the client's HTTP error: what ``started`` stored goes."""
 
 
 class ResponseRun:
@@ -159,8 +158,7 @@ class ResponseRun:
             self.plan.sessions.close_soon()
 
     async def _until_accepted(self, first: asyncio.Future[list[Event]]) -> None:
-        """Refused before it accepts the first step (a bad value, a too-long input), the run leaves
-        nothing behind and raises the refusal as the client's HTTP error, as OpenAI answers."""
+        """A refusal of the first step before acceptance: nothing left behind, the client's HTTP error."""
         refusal = await refused_before_accepting(first, self._accepted)
         if refusal is not None:
             await self.persistence.discarded(self.plan)
