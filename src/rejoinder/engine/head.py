@@ -23,18 +23,41 @@ async def cancel_task(task: asyncio.Future[Any]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def refused_before_accepting(first: asyncio.Future[Any], accepted: asyncio.Event) -> BackendRefusal | None:
-    """Wait until the backend accepts the request ``first`` (a run's first step) made, or ``first``
-    ends: the backend's refusal when it came before any acceptance, else None.
+class Acceptance:
+    """Whether the backend has accepted the request of a run's first step (its HTTP status).
 
-    A non-streamed reply's head waits for this, so that a refusal is still a real HTTP error;
-    it waits only the backend's HTTP status, not its first token."""
-    waiter = asyncio.ensure_future(accepted.wait())
-    try:
-        await asyncio.wait((first, waiter), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-    if accepted.is_set() or not first.done() or first.cancelled():
-        return None
-    error = first.exception()
-    return error if isinstance(error, BackendRefusal) else None
+    A non-streamed reply's head waits for it, so that a refusal before it is still a real HTTP
+    error; it waits only the backend's status, not its first token. One future, woken by the
+    acceptance or by the step's end: a wait costs the loop one pass."""
+
+    __slots__ = ("_gate", "accepted")
+
+    def __init__(self) -> None:
+        self.accepted = False
+        self._gate: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        if not self.accepted:
+            self.accepted = True
+            if self._gate is not None and not self._gate.done():
+                self._gate.set_result(None)
+
+    async def refusal(self, first: asyncio.Future[Any]) -> BackendRefusal | None:
+        """Wait until the request ``first`` (the first step) made is accepted or ``first`` ends: the
+        backend's refusal when it came before any acceptance, else None."""
+        if not self.accepted and not first.done():
+            gate = self._gate = asyncio.get_running_loop().create_future()
+
+            def ended(_: asyncio.Future[Any]) -> None:
+                if not gate.done():
+                    gate.set_result(None)
+
+            first.add_done_callback(ended)
+            try:
+                await gate
+            finally:
+                first.remove_done_callback(ended)
+        if self.accepted or not first.done() or first.cancelled():
+            return None
+        error = first.exception()
+        return error if isinstance(error, BackendRefusal) else None

@@ -21,7 +21,7 @@ from typing import Any
 from rejoinder.engine import chunks as C
 from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import Event, ResponseState
-from rejoinder.engine.head import cancel_task, let_run, refused_before_accepting
+from rejoinder.engine.head import Acceptance, cancel_task, let_run
 from rejoinder.engine.plan import RunPlan
 from rejoinder.engine.upstream import stream_step
 from rejoinder.errors import APIError, BackendError
@@ -82,7 +82,7 @@ class ResponseRun:
         self._max_server_calls: int | None = plan.params.get("max_tool_calls")
         self.cancel_requested = False  # set before cancelling the task that drives events()
         self._hold: asyncio.Event | None = None  # set once the start row is written (see events())
-        self._accepted = asyncio.Event()  # the backend accepted the first step's request
+        self._accepted = Acceptance()  # the backend accepted the first step's request
         self.head_waits = False  # the head waits for that (a non-streamed reply: see _until_accepted)
         self._refusal: APIError | None = None
 
@@ -159,7 +159,7 @@ class ResponseRun:
 
     async def _until_accepted(self, first: asyncio.Future[list[Event]]) -> None:
         """A refusal of the first step before acceptance: nothing left behind, the client's HTTP error."""
-        refusal = await refused_before_accepting(first, self._accepted)
+        refusal = await self._accepted.refusal(first)
         if refusal is not None:
             await self.persistence.discarded(self.plan)
             self._refusal = refusal.api_error()
