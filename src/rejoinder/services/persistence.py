@@ -33,7 +33,7 @@ def conversation_append(plan: RunPlan, response: dict[str, Any]) -> Conversation
 
 class StorePersistence(Persistence):
     """Every stored response is written when it starts, its input items with it, and finished at
-    the end. ``already_created``: a background response, whose row exists since it was queued.
+    the end (background runs have their own, ``services/background/runner.py``).
 
     A response that is not streamed is stored at start too, although nobody can look it up before
     it ends: that write overlaps the model's work (the run sends the model's request first), and
@@ -55,10 +55,11 @@ class StorePersistence(Persistence):
     async def discarded(self, plan: RunPlan) -> None:
         """Refused by the backend before it began, a non-streamed response is not kept (OpenAI keeps
         none: the client got an HTTP error, no id)."""
-        if plan.store and not self.already_created:
-            await self.responses.delete(plan.response_id, None)
+        if plan.store:
+            await self.responses.delete(plan.response_id, plan.tenant)
         if plan.conversation_id:
             await self.conversations.unlock(plan.conversation_id, plan.response_id)
+        self._release()
 
     async def finished(self, plan: RunPlan, response: dict[str, Any]) -> None:
         conv = plan.conversation_id
