@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import os
 import secrets
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -46,10 +48,21 @@ async def _execute(sql: str) -> None:
         await conn.close()
 
 
+def _run(coro: Any) -> Any:
+    """``asyncio.run``, from a thread of its own when this one runs an event loop already
+    (Playwright's sync API keeps one running in the browser tests' thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def create_database() -> str:
     """A new empty database; returns its SQLAlchemy URL (asyncpg driver)."""
     name = f"rejoinder_t_{os.getpid()}_{secrets.token_hex(4)}"
-    asyncio.run(_execute(f'CREATE DATABASE "{name}"'))
+    _run(_execute(f'CREATE DATABASE "{name}"'))
     _created.append(name)
     return make_url(admin_url()).set(drivername="postgresql+asyncpg", database=name).render_as_string(
         hide_password=False)
@@ -59,7 +72,7 @@ def drop_all() -> None:
     while _created:
         name = _created.pop()
         try:
-            asyncio.run(_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _run(_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         except Exception as exc:  # the server went away: nothing left to clean
             print(f"could not drop test database {name}: {exc}")
 

@@ -28,9 +28,14 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    def __init__(self, tmp: Path, storage_url: str, upstream_url: str, name: str, **settings: Any):
+    def __init__(self, tmp: Path, storage_url: str, upstream_url: str, name: str, *,
+                 env: dict[str, str] | None = None, log_level: str = "warning", args: tuple[str, ...] = (),
+                 **settings: Any):
         self.tmp = tmp
         self.name = name
+        self.extra_env = env or {}  # e.g. REJOINDER_LOG_FORMAT, OTEL_* (the process gets no other REJOINDER_*)
+        self.log_level = log_level
+        self.args = args
         self.port = free_port()
         self.config = tmp / f"{name}.json"
         self.config.write_text(json.dumps({
@@ -51,12 +56,13 @@ class ServeProcess:
         return openai.OpenAI(base_url=self.url + "/v1", api_key="x", max_retries=0, timeout=30)
 
     def start(self) -> ServeProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REJOINDER_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REJOINDER_", "OTEL_"))}
+        env.update(self.extra_env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rejoinder", "serve", "--config", str(self.config),
              "--port", str(self.port),
-             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env)
+             "--log-level", self.log_level, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:

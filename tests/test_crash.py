@@ -8,6 +8,7 @@ from tests.conftest import MODEL
 from tests.fake_upstream import text
 from tests.helpers import create_once_unlocked
 from tests.procs import ServeProcess, query, wait_status
+from tests.test_metrics import scrape, value
 
 STUCK = "SELECT id FROM responses WHERE status IN ('queued', 'in_progress')"
 
@@ -61,6 +62,8 @@ def test_background_response_of_killed_replica_fails_when_its_lease_expires(tmp_
         failed = wait_status(b.client(), bg.id, ("failed", "completed", "cancelled"))
         assert failed.status == "failed"
         assert wait_status(b.client(), fg_id, ("failed", "completed")).status == "failed"
+        # b settled both of a's responses: its metrics count the takeovers
+        assert value(scrape(b.url), "rejoinder_lease_takeovers_total") == 2
         # a follower of the dead run gets a terminal event instead of hanging
         events = list(b.client().responses.retrieve(bg.id, stream=True, starting_after=2))
         assert events[-1].type == "response.failed"

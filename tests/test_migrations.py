@@ -26,6 +26,7 @@ def _version_1(conn: Connection) -> None:
     """A database as Rejoinder 0.1 (schema version 1) left it, with a few rows."""
     schema.metadata.create_all(conn)
     conn.execute(text("DROP INDEX ix_responses_active"))
+    conn.execute(text("DROP INDEX ix_conversations_owner_seq"))
     conn.execute(text("CREATE INDEX ix_responses_status ON responses (status)"))
     conn.execute(text("CREATE INDEX ix_response_items_item ON response_items (response_id, kind, item_id)"))
     conn.execute(insert(schema.schema_version).values(version=1))
@@ -35,7 +36,8 @@ def _version_1(conn: Connection) -> None:
 
 
 def _indexes(conn: Connection) -> dict[str, set[str]]:
-    found = {t: {ix["name"] for ix in inspect(conn).get_indexes(t)} for t in ("responses", "response_items")}
+    found = {t: {ix["name"] for ix in inspect(conn).get_indexes(t)}
+             for t in ("responses", "response_items", "conversations")}
     return {t: {n for n in names if n and n.startswith("ix_")} for t, names in found.items()}
 
 
@@ -44,10 +46,11 @@ def test_version_1_is_migrated_in_place(shared_storage_url: str) -> None:
         db = Database(shared_storage_url)
         try:
             await db.write(_version_1)
-            assert await migrate(db) == schema.LATEST_VERSION == 3
-            assert await migrate(db) == 3  # a second start has nothing to do
+            assert await migrate(db) == schema.LATEST_VERSION == 4
+            assert await migrate(db) == 4  # a second start has nothing to do
             assert await db.read(_indexes) == {"responses": {"ix_responses_owner_seq", "ix_responses_active"},
-                                               "response_items": set()}
+                                               "response_items": set(),
+                                               "conversations": {"ix_conversations_owner_seq"}}
             rows = await db.read(lambda conn: conn.execute(select(responses.c.id, responses.c.status)
                                                            .order_by(responses.c.id)).all())
             assert [tuple(r) for r in rows] == [("resp_1", "completed"), ("resp_2", "queued")]

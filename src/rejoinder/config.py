@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     lease_seconds: float = 30.0
     background_workers: int = 4
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="the largest request body, any route")
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
+    metrics_access: Literal["loopback", "key", "open", "off"] = Field(
+        default="loopback",
+        description="who may read /metrics when API keys are configured: loopback clients without a key "
+        "(others with one), only holders of a key, anyone, or nobody (off: /metrics answers 404)",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

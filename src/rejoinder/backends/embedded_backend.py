@@ -44,8 +44,10 @@ from rejoinder.backends.embedded_queue import ModelQueue
 from rejoinder.backends.refusal import BackendRefusal
 from rejoinder.backends.token_count import TokenCount
 from rejoinder.errors import BackendError, InvalidRequest
+from rejoinder.observability.logs import route_llama_logs
 
 log = logging.getLogger(__name__)
+route_llama_logs()  # llama.cpp's messages through logging (text or JSON), not printed raw
 
 # The template SmolLM2's GGUF carries (ChatML); used when a model file has none.
 CHATML = (

@@ -26,6 +26,7 @@ from rejoinder.engine.plan import RunPlan
 from rejoinder.engine.upstream import stream_step
 from rejoinder.errors import APIError, BackendError
 from rejoinder.ids import new_id
+from rejoinder.observability.hooks import RunObserver
 from rejoinder.tools.mcp_client import McpResult
 from rejoinder.tools.toolset import ServerTool, resolve_tool_choice
 
@@ -69,10 +70,11 @@ class Persistence:
 class ResponseRun:
     """One response: its event stream, and the loop of inference steps and tool calls behind it."""
 
-    def __init__(self, plan: RunPlan, persistence: Persistence, max_iterations: int):
+    def __init__(self, plan: RunPlan, persistence: Persistence, max_iterations: int, observer: RunObserver):
         self.plan = plan
         self.persistence = persistence
         self.max_iterations = max_iterations
+        self.observer = observer  # metrics and spans: first token, backend and tool calls, the end
         self.state = ResponseState(plan.response)
         self._message: int | None = None  # output index of the open message item
         self._reasoning: int | None = None
@@ -156,6 +158,7 @@ class ResponseRun:
                 await cancel_task(first)  # the run was cancelled while it waited
             await work.aclose()
             self.plan.sessions.close_soon()
+            self.observer.finished(st.response["status"])
 
     async def _until_accepted(self, first: asyncio.Future[list[Event]]) -> None:
         """A refusal of the first step before acceptance: nothing left behind, the client's HTTP error."""
@@ -249,16 +252,18 @@ class ResponseRun:
         tools, choice = self._offered_tools()
         self._calls = {}
         self._open_call = None
-        async for chunks in stream_step(plan.route, plan.params, messages, tools, choice, plan.admission):
-            self._accepted.set()
-            if self._hold is not None:
-                await self._hold.wait()
-                self._hold = None
-            events: list[Event] = []
-            for delta in C.batch_deltas(chunks):
-                events += self._on_delta(delta, turn)
-            if events:
-                yield events
+        with self.observer.backend_call(plan.route, plan.params, self.state.usage):
+            async for chunks in stream_step(plan.route, plan.params, messages, tools, choice, plan.admission):
+                self._accepted.set()
+                if self._hold is not None:
+                    await self._hold.wait()
+                    self._hold = None
+                events: list[Event] = []
+                for delta in C.batch_deltas(chunks):
+                    events += self._on_delta(delta, turn)
+                if events:
+                    self.observer.first_token()
+                    yield events
         events = self._close_open_items(status="incomplete" if turn.finish_reason == "length" else "completed")
         for call in self._calls.values():
             if call.kind == "":
@@ -356,6 +361,7 @@ class ResponseRun:
         else:
             call.kind = "function"
             call.output_index, added = st.function_call_start(call.call_id, call.name)
+            self.observer.tool_called("function")
         return [added, *self._call_delta(call, call.arguments)] if call.arguments else [added]
 
     def _call_delta(self, call: _Call, text: str) -> list[Event]:
@@ -406,7 +412,11 @@ class ResponseRun:
         except ValueError:
             return McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
                                     "message": "The tool arguments are not a valid JSON object."})
-        return await self.plan.sessions.call_tool(tool.server, tool.name, args)
+        with self.observer.tool_call("mcp", tool.name) as observed:
+            result = await self.plan.sessions.call_tool(tool.server, tool.name, args)
+            if result.error is not None:
+                observed.failed(str(result.error.get("type", "error")))
+        return result
 
     async def _run_mcp_calls(self, calls: list[tuple[int, ServerTool | None]]) -> list[Event]:
         """Run the calls (output index, tool) concurrently; report them in output order."""

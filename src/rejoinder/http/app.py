@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from rejoinder import __version__
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
-from rejoinder.http import errors, routes_conversations, routes_models, routes_responses
+from rejoinder.http import errors, routes_conversations, routes_metrics, routes_models, routes_responses, routes_ui
 from rejoinder.http.gate import RequestGate
 from rejoinder.http.routes_create import create_response
+from rejoinder.observability.hooks import Telemetry
+from rejoinder.observability.middleware import RequestTelemetry
 from rejoinder.services.background import BackgroundResponses
 from rejoinder.services.leases import LeaseKeeper, lease_owner_token
 from rejoinder.services.responses import ResponsesService
@@ -38,6 +40,7 @@ class Services:
     conversations: ConversationStore
     leases: LeaseKeeper
     background: BackgroundResponses
+    telemetry: Telemetry
     listener: PostgresListener | None = None
 
     async def start(self) -> None:
@@ -58,7 +61,7 @@ class Services:
         await self.db.dispose()
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     db = Database(settings.database_url)
     await migrate(db)
     registry = ModelRegistry.from_settings(settings)
@@ -66,28 +69,31 @@ async def build_services(settings: Settings) -> Services:
     lease_owner = lease_owner_token(settings)
     store = ResponseStore(db, lease_owner=lease_owner, lease_seconds=settings.lease_seconds)
     leases = LeaseStore(db, lease_owner, settings.lease_seconds, settings.conversation_lock_seconds)
-    keeper = LeaseKeeper(leases, conversations, settings.replica_id)
-    responses = ResponsesService(settings, registry, store, conversations, keeper)
+    keeper = LeaseKeeper(leases, conversations, settings.replica_id, on_takeover=telemetry.lease_takeovers)
+    responses = ResponsesService(settings, registry, store, conversations, keeper, telemetry)
     background = BackgroundResponses(settings, responses, leases, keeper)
     listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
-    return Services(settings, db, registry, responses, conversations, keeper, background, listener)
+    return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, listener)
 
 
 def create_app(settings: Settings) -> FastAPI:
     """One pipeline for every route: FastAPI's, with the gate (limits, principal) and OpenAI's error shape."""
+    telemetry = Telemetry.from_environment()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings)
+        services = await build_services(settings, telemetry)
         app.state.services = services
         await services.start()
         try:
             yield
         finally:
             await services.stop()
+            telemetry.shutdown()
 
     app = FastAPI(title="Rejoinder", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
+    app.state.telemetry = telemetry
     app.add_middleware(RequestGate, settings=settings)
     errors.install(app)  # its middleware wraps the gate: an unexpected error there is a 500 too
     # A plain Starlette route (no dependency injection): the one route on a turn's latency path.
@@ -95,4 +101,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_models.router)
     app.include_router(routes_responses.router)
     app.include_router(routes_conversations.router)
+    app.include_router(routes_metrics.router)
+    routes_ui.mount(app)
+    # Added last, so the outermost: every answer gets its request id, the gate's 401s and 413s too.
+    app.add_middleware(RequestTelemetry, telemetry=telemetry, routes=app.router.routes)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker of ``rejoinder serve --workers N`` (an import string for uvicorn):
+    settings from ``REJOINDER_CONFIG_FILE`` and the environment, logging as ``serve`` set it up."""
+    import os
+    from pathlib import Path
+
+    from rejoinder.config import load_settings
+    from rejoinder.observability.logs import configure_logging
+
+    path = os.environ.get("REJOINDER_CONFIG_FILE")
+    settings = load_settings(Path(path) if path else None)
+    configure_logging(settings.log_format, os.environ.get("REJOINDER_LOG_LEVEL", "info"))
+    return create_app(settings)

@@ -22,7 +22,9 @@ from rejoinder.tenant import Tenant
 
 CONTEXT_KEY = "rejoinder.context"
 # Routes any client may call without a key: liveness and the API's own description.
-PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+# /metrics has its own rule (``metrics_access``); the console's files are public, its data is not.
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/metrics", "/ui"})
+PUBLIC_PREFIX = "/ui/"
 TEST_ID_HEADER = "x-rejoinder-test-id"
 
 
@@ -75,7 +77,8 @@ class RequestGate:
         if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
             raise InvalidRequest("The request URL contains a NUL character (%00).", code="invalid_value")
         headers = Headers(scope=scope) if self.keys or self.test_ids else None
-        if self.keys and scope["path"] not in PUBLIC_PATHS:
+        path = scope["path"]
+        if self.keys and path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIX):
             assert headers is not None
             principal = principal_of(self.keys, headers.get("authorization"))
         else:

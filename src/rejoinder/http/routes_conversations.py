@@ -11,8 +11,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from rejoinder.api import conversations as api
+from rejoinder.errors import InvalidRequest
 from rejoinder.http.body import json_body
 from rejoinder.http.gate import principal
+from rejoinder.http.query import metadata_filter
 from rejoinder.ids import new_id
 from rejoinder.store.conversations import ConversationStore, conversation_not_found
 from rejoinder.store.pagination import Page
@@ -42,6 +44,22 @@ async def _optional_body(request: Request) -> Any:
 async def create_conversation(request: Request, owner: Tenant = Depends(principal)) -> dict[str, Any]:
     metadata, items = api.validate_create(await _optional_body(request))
     return await _store(request).create(new_id("conv"), owner, metadata, items)
+
+
+@router.get("/v1/conversations")
+async def list_conversations(
+    request: Request,
+    owner: str = Depends(principal),
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = "desc",
+    metadata: dict[str, str] = Depends(metadata_filter),
+) -> dict[str, Any]:
+    """A listing extension, as ``GET /v1/responses`` (OpenAI lists conversations only in its dashboard)."""
+    page = await _store(request).list_conversations(owner, after, limit, order, metadata)
+    if page is None:
+        raise InvalidRequest(f"No conversation found with id '{after}' to list after.", param="after")
+    return page.body()
 
 
 @router.get("/v1/conversations/{conversation_id}")

@@ -21,6 +21,7 @@ from rejoinder.engine.loop import ResponseRun
 from rejoinder.http.body import parse_json_body
 from rejoinder.http.gate import CONTEXT_KEY
 from rejoinder.http.sse import sse_frames_response, sse_response
+from rejoinder.observability.middleware import note
 from rejoinder.request_context import RequestContext
 
 
@@ -64,6 +65,7 @@ async def create_response(request: Request) -> Response:
     context: RequestContext = request.scope[CONTEXT_KEY]
     raw = parse_json_body(await request.body(), context.limits.max_json_depth)
     req = validate_create(raw)
+    note(request.scope, model=req.model)
     if req.background:
         worker = services.background
         accepted = await worker.submit(raw, req, context)

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.http.gate import principal
+from rejoinder.http.query import metadata_filter
 from rejoinder.http.sse import sse_frames_response
 from rejoinder.tenant import Tenant
 
@@ -27,8 +28,9 @@ async def list_responses(
     limit: int = Query(50, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
     model: str | None = None,
+    metadata: dict[str, str] = Depends(metadata_filter),
 ) -> dict[str, Any]:
-    page = await _services(request).responses.responses.list_responses(owner, after, limit, order, model)
+    page = await _services(request).responses.responses.list_responses(owner, after, limit, order, model, metadata)
     if page is None:
         raise InvalidRequest(f"No response found with id '{after}' to list after.", param="after")
     return page.body()

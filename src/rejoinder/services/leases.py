@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rejoinder.config import Settings
@@ -160,10 +161,12 @@ class LeaseKeeper:
     """This replica's runs' leases, and the recovery of lapsed ones (its own included, for runs
     it knows have no live task)."""
 
-    def __init__(self, leases: LeaseStore, conversations: ConversationStore, replica_id: str | None = None):
+    def __init__(self, leases: LeaseStore, conversations: ConversationStore, replica_id: str | None = None,
+                 on_takeover: Callable[[int], None] | None = None):
         self.leases = leases
         self.conversations = conversations
         self.replica_id = replica_id
+        self.on_takeover = on_takeover  # told how many lapsed runs each recovery settled (metrics)
         self.renew_every = leases.lease_seconds / 3
         self.live: dict[str, RunLease] = {}
         self.closing = False
@@ -185,6 +188,7 @@ class LeaseKeeper:
         doing so every third of a lease."""
         if self.replica_id:
             done = await self.leases.recover_previous_incarnations(self.replica_id)
+            self._took_over(len(done.failed) + len(done.requeued))
             if done.failed or done.requeued:
                 log.warning("previous run of replica %s left %d responses running: failed %s, requeued %s",
                             self.replica_id, len(done.failed) + len(done.requeued), done.failed, done.requeued)
@@ -193,8 +197,13 @@ class LeaseKeeper:
 
     async def recover(self) -> None:
         done = await self.leases.recover_expired(live=list(self.live))
+        self._took_over(len(done.failed) + len(done.requeued))
         if done.failed or done.requeued:
             log.warning("leases expired: failed %s, requeued %s", done.failed, done.requeued)
+
+    def _took_over(self, count: int) -> None:
+        if count and self.on_takeover is not None:
+            self.on_takeover(count)
 
     async def _recovery_loop(self) -> None:
         while True:

@@ -12,9 +12,11 @@ from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
 from rejoinder.engine.events import Event, new_response_id
 from rejoinder.engine.fold import Reply, fold
-from rejoinder.engine.loop import ResponseRun
+from rejoinder.engine.loop import Persistence, ResponseRun
+from rejoinder.engine.plan import RunPlan
 from rejoinder.engine.prepare import conversation_id_of, prepare
 from rejoinder.errors import InvalidRequest
+from rejoinder.observability.hooks import RunObserver, Telemetry
 from rejoinder.request_context import RequestContext
 from rejoinder.services.leases import LeaseKeeper, RunLease
 from rejoinder.services.persistence import StorePersistence
@@ -36,12 +38,13 @@ class ConversationLocked(InvalidRequest):
 
 class ResponsesService:
     def __init__(self, settings: Settings, registry: ModelRegistry, responses: ResponseStore,
-                 conversations: ConversationStore, leases: LeaseKeeper):
+                 conversations: ConversationStore, leases: LeaseKeeper, telemetry: Telemetry):
         self.settings = settings
         self.registry = registry
         self.responses = responses
         self.conversations = conversations
         self.leases = leases
+        self.telemetry = telemetry
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, req: CreateResponse, context: RequestContext) -> ResponseRun:
@@ -53,6 +56,7 @@ class ResponsesService:
         conversation) is taken before the lock, which it renews, in the task that prepares the
         run; whoever runs it hands it on (``fold``, ``stream``, the background runner).
         """
+        observer = self.telemetry.run(req.model)  # time to first token counts from here
         response_id = new_response_id()
         conversation_id = conversation_id_of(req)
         lease = self.leases.open(response_id, conversation_id) if req.store or conversation_id else None
@@ -73,8 +77,12 @@ class ResponsesService:
             if lease is not None:
                 lease.release()
             raise
-        persistence = StorePersistence(self.responses, self.conversations, lease)
-        return ResponseRun(plan, persistence, self.settings.max_tool_iterations)
+        return self.new_run(plan, StorePersistence(self.responses, self.conversations, lease), observer)
+
+    def new_run(self, plan: RunPlan, persistence: Persistence, observer: RunObserver | None = None) -> ResponseRun:
+        """The run of a prepared plan, reporting to this server's telemetry."""
+        observer = observer or self.telemetry.run(plan.route.name)
+        return ResponseRun(plan, persistence, self.settings.max_tool_iterations, observer)
 
     @staticmethod
     def lease_of(run: ResponseRun) -> RunLease | None:

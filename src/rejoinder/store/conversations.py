@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from rejoinder.store.db import Database
 from rejoinder.store.errors import DuplicateItem, Missing, UnknownCursor
 from rejoinder.store.jsonutil import dumps, loads
+from rejoinder.store.metadata_filter import metadata_matches
 from rejoinder.store.pagination import Order, Page, page_of, paginate
 from rejoinder.store.schema import conversation_items, conversations
 from rejoinder.tenant import Tenant, check_tenant
@@ -116,6 +117,29 @@ class ConversationStore:
             return conversation_body(_row(conn, conversation_id, tenant))
 
         return await self.db.write(txn)
+
+    async def list_conversations(self, tenant: Tenant, after: str | None, limit: int, order: Order,
+                                 metadata: dict[str, str] | None = None) -> Page | None:
+        """A page of ``tenant``'s conversations, newest first by default; None when ``after`` names
+        none of them. ``metadata``: only those holding each key with that value."""
+        visible = conversations.c.owner == check_tenant(tenant).principal
+
+        def txn(conn: Connection) -> Page | None:
+            after_seq = None
+            if after is not None:
+                after_seq = conn.execute(
+                    select(conversations.c.seq).where(conversations.c.id == after, visible)
+                ).scalar()
+                if after_seq is None:
+                    return None
+            query = select(conversations).where(visible)
+            if metadata:
+                query = query.where(metadata_matches(conversations.c.metadata, metadata, path=None,
+                                                     postgres=self.db.is_postgres))
+            rows = conn.execute(paginate(query, conversations.c.seq, order, after_seq, limit)).all()
+            return page_of([conversation_body(r) for r in rows], limit)
+
+        return await self.db.read(txn)
 
     async def get(self, conversation_id: str, tenant: Tenant) -> dict[str, Any] | None:
         def txn(conn: Connection) -> dict[str, Any] | None:

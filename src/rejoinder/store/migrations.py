@@ -34,13 +34,19 @@ def _v3_prepared_jobs(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE responses ADD COLUMN prepared TEXT"))
 
 
+def _v4_conversations_by_owner(conn: Connection) -> None:
+    """``GET /v1/conversations`` lists one principal's conversations newest first."""
+    next(ix for ix in schema.conversations.indexes if ix.name == "ix_conversations_owner_seq").create(
+        conn, checkfirst=True)
+
+
 # version -> step that upgrades version-1 to version
-STEPS: dict[int, Step] = {2: _v2_fewer_index_writes, 3: _v3_prepared_jobs}
+STEPS: dict[int, Step] = {2: _v2_fewer_index_writes, 3: _v3_prepared_jobs, 4: _v4_conversations_by_owner}
 
 _ADVISORY_LOCK_KEY = 0x72656A6F  # "rejo"
 
 
-def _current_version(conn: Connection) -> int | None:
+def current_version(conn: Connection) -> int | None:
     if not inspect(conn).has_table("schema_version"):
         return None
     row = conn.execute(select(schema.schema_version.c.version)).first()
@@ -50,7 +56,7 @@ def _current_version(conn: Connection) -> int | None:
 def _migrate(conn: Connection, is_postgres: bool) -> int:
     if is_postgres:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
-    version = _current_version(conn)
+    version = current_version(conn)
     if version is None:
         schema.metadata.create_all(conn)
         conn.execute(insert(schema.schema_version).values(version=schema.LATEST_VERSION))

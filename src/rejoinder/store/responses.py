@@ -16,6 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, litera
 from rejoinder.store import conversations as conv_store
 from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps, loads
+from rejoinder.store.metadata_filter import metadata_matches
 from rejoinder.store.notify import EVENTS, QUEUE, notify
 from rejoinder.store.pagination import Order, Page, page_of, paginate
 from rejoinder.store.payload import small
@@ -314,9 +315,11 @@ class ResponseStore:
         return await self.db.read(txn)
 
     async def list_responses(
-        self, tenant: Tenant, after: str | None, limit: int, order: Order, model: str | None
+        self, tenant: Tenant, after: str | None, limit: int, order: Order, model: str | None,
+        metadata: dict[str, str] | None = None,
     ) -> Page | None:
-        """None when ``after`` names no response visible to ``tenant``."""
+        """None when ``after`` names no response visible to ``tenant``. ``metadata``: only responses
+        whose metadata holds each of these keys with that value."""
         visible = _visible(check_tenant(tenant))
 
         def txn(conn: Connection) -> Page | None:
@@ -328,6 +331,9 @@ class ResponseStore:
             base = select(responses.c.id).where(visible)
             if model is not None:
                 base = base.where(responses.c.model == model)
+            if metadata:
+                base = base.where(metadata_matches(responses.c.body, metadata, path="metadata",
+                                                   postgres=self.db.is_postgres))
             ids = [r.id for r in conn.execute(paginate(base, responses.c.seq, order, after_seq, limit))]
             page_ids = ids[:limit]
             found = {s.body["id"]: s for s in _load(conn, page_ids, tenant)}

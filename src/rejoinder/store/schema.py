@@ -83,6 +83,8 @@ conversations = Table(
     Column("locked_until", Float),
 )
 
+Index("ix_conversations_owner_seq", conversations.c.owner, conversations.c.seq)  # listing one principal's
+
 conversation_items = Table(
     "conversation_items",
     metadata,
@@ -101,4 +103,4 @@ response_events = Table(
     Column("data", Text, nullable=False),
 )
 
-LATEST_VERSION = 3
+LATEST_VERSION = 4

@@ -203,7 +203,7 @@ class Runner:
         stored.body["output"] = []
         plan.response = stored.body
         plan.input_items = await self.store.input_items(job.response_id)
-        run = ResponseRun(plan, BackgroundPersistence(self, job), self.settings.max_tool_iterations)
+        run = self.service.new_run(plan, BackgroundPersistence(self, job))
         assert job.task is not None
         job.lease.drive(run, job.task)
         return run
