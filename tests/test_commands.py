@@ -63,7 +63,8 @@ def test_check_reports_models_and_context_windows(tmp_path: Path, upstream: Fake
     assert out.returncode == 0, out.stdout + out.stderr
     [report] = json.loads(out.stdout)
     assert report == {"model": MODEL, "base_url": base, "upstream_model": MODEL, "served_models": [MODEL],
-                      "context_window": 8192, "ok": True}
+                      "context_window": 8192, "context_window_source": "vLLM GET /v1/models (max_model_len)",
+                      "ok": True}
 
     bad = write_config(tmp_path, models={
         MODEL: {"base_url": base},
@@ -73,7 +74,7 @@ def test_check_reports_models_and_context_windows(tmp_path: Path, upstream: Fake
     out = rejoinder("check", "--config", str(bad))
     assert out.returncode == 1
     lines = out.stdout
-    assert f"ok   {MODEL}: {MODEL} at {base}; context window 8192" in lines
+    assert f"ok   {MODEL}: {MODEL} at {base}; context window 8192 (vLLM GET /v1/models (max_model_len))" in lines
     assert "FAIL renamed: not-served" in lines and "the backend does not list 'not-served'" in lines
     assert "FAIL gone:" in lines and "cannot reach" in lines
     assert UPSTREAM_KEY not in lines

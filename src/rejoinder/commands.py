@@ -3,7 +3,8 @@
 - ``rejoinder config``: the effective settings (file, then ``REJOINDER_*`` variables), secrets masked,
   and how metrics and tracing are set up.
 - ``rejoinder check``: asks each configured backend for its models (``GET {base_url}/models``) and
-  reports whether the upstream model is there and its context window; exits 1 if any is not ready.
+  reports whether the upstream model is there and its context window (configured or discovered, as
+  ``backends/context_window.py`` finds it); exits 1 if any is not ready.
 - ``rejoinder migrate``: brings the database to the latest schema and stops (``serve`` migrates
   at start-up too; this lets a deployment do it as a step of its own).
 """
@@ -22,7 +23,10 @@ import httpx
 import yaml
 from sqlalchemy.engine import make_url
 
-from rejoinder.config import BackendConfig, Settings, load_settings
+from rejoinder.backends.base import ModelRoute
+from rejoinder.backends.context_window import context_window
+from rejoinder.backends.registry import ModelRegistry
+from rejoinder.config import BackendConfig, EmbeddedConfig, Settings, load_settings
 from rejoinder.observability import tracing
 
 CHECK_TIMEOUT = 10.0  # seconds for each backend's answer
@@ -72,20 +76,9 @@ def effective_config(settings: Settings) -> dict[str, Any]:
 
 # -- check ------------------------------------------------------------------------------------
 
-def context_window_of(entry: dict[str, Any]) -> int | None:
-    """The context window a ``/models`` entry states, in the fields servers use for it: vLLM's
-    ``max_model_len``, llama.cpp's ``meta.n_ctx_train``, ``context_length`` / ``context_window``."""
-    candidates = [entry.get(k) for k in ("max_model_len", "context_length", "context_window", "max_context_length")]
-    meta = entry.get("meta")
-    if isinstance(meta, dict):
-        candidates += [meta.get("n_ctx"), meta.get("n_ctx_train")]
-    for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-async def check_backend(name: str, cfg: BackendConfig) -> dict[str, Any]:
+async def check_backend(name: str, cfg: BackendConfig, route: ModelRoute) -> dict[str, Any]:
+    """Reachable, serving the configured model, and the context window (``context_window.py``:
+    configured, or asked of the server the way vLLM, llama.cpp and Ollama each tell it)."""
     upstream = cfg.model or name
     report: dict[str, Any] = {"model": name, "base_url": cfg.base_url, "upstream_model": upstream}
     headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
@@ -102,9 +95,9 @@ async def check_backend(name: str, cfg: BackendConfig) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError):
         return {**report, "ok": False, "error": f"GET {url} did not answer a model list"}
     served = sorted(str(e.get("id")) for e in entries)
-    entry = next((e for e in entries if e.get("id") == upstream), None)
-    report.update(served_models=served, context_window=context_window_of(entry) if entry else None)
-    if entry is None:
+    discovered = await context_window(route)
+    report.update(served_models=served, context_window=discovered.window, context_window_source=discovered.source)
+    if upstream not in served:
         return {**report, "ok": False, "error": f"the backend does not list '{upstream}'"}
     return {**report, "ok": True}
 
@@ -122,7 +115,12 @@ def check_embedded(settings: Settings) -> dict[str, Any] | None:
 
 
 async def check_all(settings: Settings) -> list[dict[str, Any]]:
-    reports = list(await asyncio.gather(*(check_backend(n, c) for n, c in settings.models.items())))
+    registry = ModelRegistry.from_settings(settings.model_copy(update={"embedded": EmbeddedConfig(enabled="off")}))
+    try:
+        reports = list(await asyncio.gather(*(check_backend(n, c, registry.routes[n])
+                                              for n, c in settings.models.items())))
+    finally:
+        await registry.aclose()
     embedded = check_embedded(settings)
     return reports + ([embedded] if embedded else [])
 
@@ -133,8 +131,9 @@ def _print_check(reports: list[dict[str, Any]]) -> None:
     for r in reports:
         state = "ok  " if r["ok"] else "FAIL"
         window = r.get("context_window")
+        source = f" ({r['context_window_source']})" if window and r.get("context_window_source") else ""
         print(f"{state} {r['model']}: {r['upstream_model']} at {r['base_url']}; context window "
-              f"{window if window else 'not reported'}")
+              f"{window if window else 'not reported'}{source}")
         if r.get("served_models") is not None:
             print(f"     the backend serves: {', '.join(r['served_models']) or '(nothing)'}")
         if not r["ok"]:

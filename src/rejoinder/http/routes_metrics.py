@@ -44,7 +44,7 @@ def _check_access(request: Request) -> None:
         return
     if access == "loopback" and is_loopback(request.client.host if request.client else None):
         return
-    note(request.scope, principal=principal_of(settings.api_keys, request.headers.get("authorization")))
+    note(request.scope, principal=principal_of(settings.api_keys, request.headers.get("authorization")).principal)
 
 
 @router.get("/metrics", include_in_schema=False)

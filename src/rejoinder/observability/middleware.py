@@ -120,7 +120,7 @@ class RequestTelemetry:
         finally:
             duration = time.perf_counter() - started
             if record.principal is None and (context := scope.get(CONTEXT_KEY)) is not None:
-                record.principal = context.principal
+                record.principal = context.tenant.principal
             if streaming:
                 metrics.active_streams.dec()
             if self._templates is None:  # once the application's routes are all added
