@@ -135,11 +135,6 @@ class FakeUpstream:
     def _build(self) -> FastAPI:
         app = FastAPI()
 
-        @app.get("/v1/models")
-        async def models() -> Any:  # as vLLM lists them, with its context window field
-            return {"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "fake",
-                                                "max_model_len": 8192}]}
-
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Any:
             body = await request.json()

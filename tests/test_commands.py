@@ -58,6 +58,8 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
 
 def test_check_reports_models_and_context_windows(tmp_path: Path, upstream: FakeUpstream) -> None:
     base = upstream.url + "/v1"  # type: ignore[attr-defined]
+    upstream.info["/v1/models"] = {"object": "list", "data": [  # as vLLM lists them, with its context window
+        {"id": MODEL, "object": "model", "owned_by": "fake", "max_model_len": 8192}]}
     good = write_config(tmp_path, models={MODEL: {"base_url": base, "api_key": UPSTREAM_KEY}})
     out = rejoinder("check", "--config", str(good), "--format", "json")
     assert out.returncode == 0, out.stdout + out.stderr
