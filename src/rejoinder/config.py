@@ -51,6 +51,28 @@ class RecordingConfig(BaseModel):
     dir: Path = Path("recordings")
 
 
+class FilesConfig(BaseModel):
+    """The Files API: uploads are streamed into the database in parts (see docs/files.md)."""
+
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="largest upload, OpenAI's 512 MB")
+    part_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024,
+                            description="bytes per stored part: what one upload holds in memory at a time")
+
+
+class EmbeddingsConfig(BaseModel):
+    """Which model embeds vector store chunks: a configured backend's, or the embedded MiniLM."""
+
+    model: str | None = Field(default=None, description="a configured model whose backend serves /v1/embeddings")
+    dimensions: int | None = Field(default=None, ge=1, description="sent as `dimensions` to the backend")
+    batch_size: int = Field(default=32, ge=1, le=2048, description="inputs per embeddings request")
+    threads: int | None = Field(default=None, ge=1, description="llama.cpp threads for the embedded model")
+
+
+class VectorStoresConfig(BaseModel):
+    ingest_workers: int = Field(default=1, ge=1, description="files one replica ingests at a time")
+    max_file_tokens: int = Field(default=5_000_000, ge=1, description="a larger file fails as invalid_file")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REJOINDER_", env_nested_delimiter="__", extra="ignore")
 
@@ -79,6 +101,9 @@ class Settings(BaseSettings):
         description="who may read /metrics when API keys are configured: loopback clients without a key "
         "(others with one), only holders of a key, anyone, or nobody (off: /metrics answers 404)",
     )
+    files: FilesConfig = Field(default_factory=FilesConfig)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
 
     @field_validator("api_keys", mode="before")
     @classmethod

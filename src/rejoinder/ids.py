@@ -24,9 +24,10 @@ PREFIX_BY_ITEM_TYPE = {
 }
 
 
-def new_id(prefix: str) -> str:
+def new_id(prefix: str, sep: str = "_") -> str:
+    """``sep``: OpenAI spells file ids ``file-...``, every other id with an underscore."""
     now = time.time()
-    return f"{prefix}_{int(now):08x}{int(now % 1 * 0x1000000):06x}{secrets.token_hex(17)}"
+    return f"{prefix}{sep}{int(now):08x}{int(now % 1 * 0x1000000):06x}{secrets.token_hex(17)}"
 
 
 def new_item_id(item_type: str) -> str:

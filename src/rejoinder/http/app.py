@@ -13,7 +13,18 @@ from fastapi import FastAPI
 from rejoinder import __version__
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
-from rejoinder.http import errors, routes_conversations, routes_metrics, routes_models, routes_responses, routes_ui
+from rejoinder.files.store import FileStore
+from rejoinder.http import (
+    errors,
+    routes_conversations,
+    routes_files,
+    routes_metrics,
+    routes_models,
+    routes_responses,
+    routes_ui,
+    routes_vector_store_files,
+    routes_vector_stores,
+)
 from rejoinder.http.gate import RequestGate
 from rejoinder.http.routes_create import create_response
 from rejoinder.observability.hooks import Telemetry
@@ -27,6 +38,8 @@ from rejoinder.store.leases import LeaseStore
 from rejoinder.store.migrations import migrate
 from rejoinder.store.notify import PostgresListener
 from rejoinder.store.responses import ResponseStore
+from rejoinder.vectors import setup as vector_setup
+from rejoinder.vectors.service import VectorService
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +55,8 @@ class Services:
     background: BackgroundResponses
     telemetry: Telemetry
     listener: PostgresListener | None = None
+    files: FileStore | None = None
+    vectors: VectorService | None = None
 
     async def start(self) -> None:
         """Hear of other replicas' changes, settle what dead ones left, take queued jobs."""
@@ -49,11 +64,16 @@ class Services:
             await self.listener.start()
         await self.leases.start()
         self.background.start()
+        if self.vectors is not None:
+            await self.vectors.worker.start()
 
     async def stop(self) -> None:
         self.background.stop_accepting()
         await asyncio.gather(self.responses.shutdown(), self.background.drain())
         await self.background.stop()
+        if self.vectors is not None:
+            await self.vectors.worker.stop()
+            await self.vectors.embedders.aclose()
         await self.leases.stop()
         if self.listener is not None:
             await self.listener.stop()
@@ -73,7 +93,9 @@ async def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     responses = ResponsesService(settings, registry, store, conversations, keeper, telemetry)
     background = BackgroundResponses(settings, responses, leases, keeper)
     listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
-    return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, listener)
+    files, vectors = await vector_setup.build(settings, db, lease_owner)
+    return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, listener,
+                    files, vectors)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -102,6 +124,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_responses.router)
     app.include_router(routes_conversations.router)
     app.include_router(routes_metrics.router)
+    app.include_router(routes_files.router)
+    app.include_router(routes_vector_stores.router)
+    app.include_router(routes_vector_store_files.router)
     routes_ui.mount(app)
     # Added last, so the outermost: every answer gets its request id, the gate's 401s and 413s too.
     app.add_middleware(RequestTelemetry, telemetry=telemetry, routes=app.router.routes)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from rejoinder.store.notify import FALLBACK_SECONDS, Wakeups, take_notes
+from rejoinder.store.sqlite_driver import SQLITE, load_vector_extension
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class _InlineWriter:
         conn, raw = self._conn, self._raw
         try:
             raw.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except SQLITE.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == SQLITE_BUSY:  # any extended BUSY code
                 return False, None, []
             raise
@@ -170,7 +170,7 @@ def _checkpoint(conn: Connection) -> None:
     checkpoint loses nothing (the WAL keeps every commit) and the next one catches up."""
     try:
         conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
-    except sqlite3.Error as exc:
+    except SQLITE.Error as exc:
         log.warning("SQLite checkpoint failed: %r", exc)
 
 
@@ -196,7 +196,7 @@ class Database:
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             threads = 1 + (0 if in_memory else SQLITE_READERS)
             self.sync_engine = create_engine(
-                parsed.set(drivername="sqlite"),
+                parsed.set(drivername="sqlite"), module=SQLITE,
                 connect_args={"timeout": 30, "check_same_thread": False},
                 **({"poolclass": StaticPool} if in_memory else {"pool_size": threads}),
             )
@@ -205,7 +205,7 @@ class Database:
             self._readers = self._writer if in_memory else _ConnectionThreads(
                 self.sync_engine, SQLITE_READERS, "rejoinder-sqlite-reader", immediate=False)
             if not in_memory:  # there the single connection belongs to the writer thread
-                inline_engine = create_engine(parsed.set(drivername="sqlite"), poolclass=StaticPool,
+                inline_engine = create_engine(parsed.set(drivername="sqlite"), module=SQLITE, poolclass=StaticPool,
                                               connect_args={"timeout": 0, "check_same_thread": False})
                 self._configure_sqlite(inline_engine)
                 self._inline = _InlineWriter(inline_engine)
@@ -223,6 +223,7 @@ class Database:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            load_vector_extension(dbapi_conn)  # vector stores rank with sqlite-vec's functions
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:

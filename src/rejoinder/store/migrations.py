@@ -40,8 +40,14 @@ def _v4_conversations_by_owner(conn: Connection) -> None:
         conn, checkfirst=True)
 
 
+def _v5_files_and_vector_stores(conn: Connection) -> None:
+    """The Files and Vector Stores APIs' tables (the chunk index is ``vectors/index.py``'s)."""
+    schema.metadata.create_all(conn, tables=list(schema.VERSION_5_TABLES))
+
+
 # version -> step that upgrades version-1 to version
-STEPS: dict[int, Step] = {2: _v2_fewer_index_writes, 3: _v3_prepared_jobs, 4: _v4_conversations_by_owner}
+STEPS: dict[int, Step] = {2: _v2_fewer_index_writes, 3: _v3_prepared_jobs, 4: _v4_conversations_by_owner,
+                          5: _v5_files_and_vector_stores}
 
 _ADVISORY_LOCK_KEY = 0x72656A6F  # "rejo"
 

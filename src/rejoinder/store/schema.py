@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -21,6 +22,8 @@ from sqlalchemy import (
     UniqueConstraint,
     literal_column,
 )
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import JSON
 
 metadata = MetaData()
 
@@ -103,4 +106,90 @@ response_events = Table(
     Column("data", Text, nullable=False),
 )
 
-LATEST_VERSION = 4
+# -- Files and vector stores (version 5) ------------------------------------------------------------
+# A file's bytes live in ``file_parts`` (``files.part_bytes`` each), so every replica reads every
+# file and an upload never holds more than one part in memory. A row is ``complete`` once its last
+# part is written; until then no route shows it (an upload cut short is deleted, or swept later).
+files = Table(
+    "files",
+    metadata,
+    Column("seq", AutoId, primary_key=True, autoincrement=True),
+    Column("id", String(80), nullable=False, unique=True),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(40), nullable=False),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("complete", Boolean, nullable=False, default=False),
+    Column("expires_at", Float),
+)
+Index("ix_files_owner_seq", files.c.owner, files.c.seq)
+
+file_parts = Table(
+    "file_parts",
+    metadata,
+    Column("file_id", String(80), primary_key=True),
+    Column("part", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+Attributes = JSON().with_variant(JSONB(), "postgresql")
+
+vector_stores = Table(
+    "vector_stores",
+    metadata,
+    Column("seq", AutoId, primary_key=True, autoincrement=True),
+    Column("id", String(80), nullable=False, unique=True),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("description", Text),
+    Column("metadata", Text, nullable=False),
+    Column("expires_after_days", Integer),
+    Column("last_active_at", Float, nullable=False),
+    Column("embedding_model", String(200), nullable=False),
+)
+Index("ix_vector_stores_owner_seq", vector_stores.c.owner, vector_stores.c.seq)
+
+# A file attached to a vector store, and the ingestion queue: rows ``in_progress`` are jobs, claimed
+# by a replica with a lease as responses are (``lease_owner`` / ``lease_expires_at``).
+vector_store_files = Table(
+    "vector_store_files",
+    metadata,
+    Column("seq", AutoId, primary_key=True, autoincrement=True),
+    Column("vector_store_id", String(80), nullable=False),
+    Column("file_id", String(80), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("last_error", Text),
+    Column("attributes", Attributes),
+    Column("chunking_strategy", Text, nullable=False),
+    Column("usage_bytes", BigInteger, nullable=False, default=0),
+    Column("batch_id", String(80)),
+    Column("lease_owner", String(80)),
+    Column("lease_expires_at", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    UniqueConstraint("vector_store_id", "file_id", name="uq_vector_store_file"),
+)
+Index("ix_vector_store_files_store_seq", vector_store_files.c.vector_store_id, vector_store_files.c.seq)
+Index("ix_vector_store_files_file", vector_store_files.c.file_id)
+Index("ix_vector_store_files_batch", vector_store_files.c.batch_id)
+INGESTING = vector_store_files.c.status == literal_column("'in_progress'")
+Index("ix_vector_store_files_queue", vector_store_files.c.status,
+      sqlite_where=INGESTING, postgresql_where=INGESTING)
+
+vector_store_file_batches = Table(
+    "vector_store_file_batches",
+    metadata,
+    Column("seq", AutoId, primary_key=True, autoincrement=True),
+    Column("id", String(80), nullable=False, unique=True),
+    Column("vector_store_id", String(80), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("cancelled", Boolean, nullable=False, default=False),
+)
+
+VERSION_5_TABLES = (files, file_parts, vector_stores, vector_store_files, vector_store_file_batches)
+
+LATEST_VERSION = 5

@@ -1,0 +1,1 @@
+"""The Files API: uploads streamed into the database in parts, owned by the uploading principal."""

@@ -1,0 +1,192 @@
+"""Searching vector stores: the vector ranking and the full-text ranking, fused.
+
+Each query is ranked twice in the database, by cosine distance to its embedding and by full-text
+relevance (FTS5's bm25 / PostgreSQL's ts_rank_cd), both within the searched stores and with the
+attribute filters in the same WHERE clause. The rankings of every query are fused by reciprocal
+rank fusion: a chunk's fused score is the sum over rankings of 1 / (60 + rank), reported divided
+by the best possible sum, so a chunk first in every ranking scores 1.0. With ``ranker: "none"``
+only the vector rankings count and ``score`` is the cosine similarity.
+
+``search`` is the one entry point, for the HTTP route and for the ``file_search`` tool.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Float, Text, and_, bindparam, cast, func, literal, literal_column, select, table
+
+from rejoinder.errors import InvalidRequest
+from rejoinder.store.db import Database
+from rejoinder.store.schema import files, vector_store_files
+from rejoinder.vectors.embeddings import Embedders
+from rejoinder.vectors.filters import compile_filter
+from rejoinder.vectors.index import PG_TEXT_CONFIG, ChunkIndex, PgVector, vector_blob, vector_literal
+
+RRF_K = 60
+MAX_TERMS = 64
+STOPWORDS = frozenset(
+    "a an and are as at be but by can could did do does for from had has have how i if in into is it its me my "
+    "of on or our should so than that the their them then there these they this to was we were what when where "
+    "which who whom why will with would you your".split())
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One chunk: what the search API returns per result, and what a file_search tool cites."""
+
+    file_id: str
+    filename: str
+    score: float
+    attributes: dict[str, Any] | None
+    content: list[str]
+    vector_store_id: str
+
+    def body(self) -> dict[str, Any]:
+        return {"file_id": self.file_id, "filename": self.filename, "score": self.score,
+                "attributes": self.attributes, "content": [{"type": "text", "text": t} for t in self.content]}
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    vector_store_ids: list[str]
+    queries: list[str]
+    filters: dict[str, Any] | None = None
+    max_num_results: int = 10
+    ranker: str = "auto"
+    score_threshold: float = 0.0
+    rewrite_query: bool = False
+
+
+def rewrite(query: str) -> str:
+    """A query rewritten for search: lower case, without question words and punctuation. (OpenAI
+    rewrites with a model; this deterministic rewrite needs none.)"""
+    words = [w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS]
+    return " ".join(words) or query.strip()
+
+
+def terms(query: str) -> list[str]:
+    return list(dict.fromkeys(w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS))[:MAX_TERMS]
+
+
+class Searcher:
+    def __init__(self, db: Database, index: ChunkIndex, embedders: Embedders):
+        self.db = db
+        self.index = index
+        self.embedders = embedders
+
+    async def search(self, request: SearchRequest, models: dict[str, str]) -> tuple[list[str], list[SearchResult]]:
+        """``models``: each store's embedding model (the caller checked the stores are the owner's).
+        Returns the queries as searched (rewritten or not) and the results, best first."""
+        queries = [rewrite(q) for q in request.queries] if request.rewrite_query else request.queries
+        by_model: dict[str, list[str]] = defaultdict(list)
+        for store_id in request.vector_store_ids:
+            by_model[models[store_id]].append(store_id)
+        embedded = {model: await self.embedders.get(model).embed(queries) for model in by_model}
+        depth = min(max(request.max_num_results * 4, 40), 200)
+        hybrid = request.ranker != "none"
+
+        def txn(conn: Connection) -> list[SearchResult]:
+            rankings: list[list[tuple[int, float]]] = []
+            for model, store_ids in by_model.items():
+                for vector in embedded[model]:
+                    rankings.append(self._by_vector(conn, store_ids, vector, request.filters, depth))
+            if hybrid:
+                for query in queries:
+                    words = terms(query)
+                    if words:
+                        rankings.append(self._by_text(conn, request.vector_store_ids, words, request.filters, depth))
+            scored = self._fuse(rankings, hybrid)
+            kept = [(cid, s) for cid, s in scored if s >= request.score_threshold][:request.max_num_results]
+            return self._results(conn, kept)
+
+        return queries, await self.db.read(txn)
+
+    @staticmethod
+    def _fuse(rankings: list[list[tuple[int, float]]], hybrid: bool) -> list[tuple[int, float]]:
+        if not hybrid:  # the best cosine similarity any query gave the chunk
+            best: dict[int, float] = {}
+            for ranking in rankings:
+                for chunk_id, distance in ranking:
+                    best[chunk_id] = max(best.get(chunk_id, -1.0), 1.0 - distance)
+            return sorted(((c, max(0.0, min(1.0, s))) for c, s in best.items()), key=lambda x: -x[1])
+        fused: dict[int, float] = defaultdict(float)
+        for ranking in rankings:
+            for rank, (chunk_id, _) in enumerate(ranking, start=1):
+                fused[chunk_id] += 1.0 / (RRF_K + rank)
+        top = len(rankings) / (RRF_K + 1) or 1.0
+        return sorted(((c, s / top) for c, s in fused.items()), key=lambda x: (-x[1], x[0]))
+
+    def _scope(self, store_ids: list[str], filters: dict[str, Any] | None) -> tuple[Any, list[Any]]:
+        """The FROM (chunks, joined to their files when filtering) and the WHERE of a ranking."""
+        c, f = self.index.table, vector_store_files
+        where = [c.c.vector_store_id.in_(store_ids)]
+        source: Any = c
+        if filters is not None:
+            source = c.join(f, and_(f.c.vector_store_id == c.c.vector_store_id, f.c.file_id == c.c.file_id))
+            where.append(compile_filter(filters, f.c.attributes, self.index.postgres))
+        return source, where
+
+    def _by_vector(self, conn: Connection, store_ids: list[str], vector: list[float],
+                   filters: dict[str, Any] | None, depth: int) -> list[tuple[int, float]]:
+        c = self.index.table
+        if self.index.postgres:
+            distance = c.c.embedding.op("<=>", return_type=Float)(
+                cast(bindparam("q", vector_literal(vector), type_=Text), PgVector()))
+        else:
+            distance = func.vec_distance_cosine(c.c.embedding, literal(vector_blob(vector)))
+        source, where = self._scope(store_ids, filters)
+        query = select(c.c.id, distance.label("d")).select_from(source).where(*where) \
+            .order_by(literal_column("d")).limit(depth)
+        return [(int(r.id), float(r.d)) for r in conn.execute(query)]
+
+    def _by_text(self, conn: Connection, store_ids: list[str], words: list[str], filters: dict[str, Any] | None,
+                 depth: int) -> list[tuple[int, float]]:
+        c = self.index.table
+        source, where = self._scope(store_ids, filters)
+        if self.index.postgres:
+            tsquery = func.to_tsquery(PG_TEXT_CONFIG, literal(" | ".join(words)))
+            rank = func.ts_rank_cd(c.c.tsv, tsquery)
+            query = select(c.c.id, rank.label("r")).select_from(source) \
+                .where(*where, c.c.tsv.op("@@")(tsquery)) \
+                .order_by(literal_column("r").desc()).limit(depth)
+        else:
+            fts = table("vector_chunks_fts", literal_column("rowid"))
+            match = " OR ".join(f'"{w}"' for w in words)
+            rank = func.bm25(literal_column("vector_chunks_fts"))
+            query = select(c.c.id, rank.label("r")).select_from(
+                source.join(fts, literal_column("vector_chunks_fts.rowid") == c.c.id)) \
+                .where(*where, literal_column("vector_chunks_fts").op("MATCH")(match)) \
+                .order_by(literal_column("r")).limit(depth)
+        return [(int(r.id), float(r.r)) for r in conn.execute(query)]
+
+    def _results(self, conn: Connection, kept: list[tuple[int, float]]) -> list[SearchResult]:
+        if not kept:
+            return []
+        c, f = self.index.table, vector_store_files
+        query = select(c.c.id, c.c.text, c.c.file_id, c.c.vector_store_id, files.c.filename, f.c.attributes) \
+            .select_from(c.join(f, and_(f.c.vector_store_id == c.c.vector_store_id, f.c.file_id == c.c.file_id))
+                         .join(files, files.c.id == c.c.file_id)) \
+            .where(c.c.id.in_([cid for cid, _ in kept]))
+        rows = {r.id: r for r in conn.execute(query)}
+        return [SearchResult(rows[cid].file_id, rows[cid].filename, round(score, 6), rows[cid].attributes,
+                             [rows[cid].text], rows[cid].vector_store_id)
+                for cid, score in kept if cid in rows]
+
+
+def check_ranking_options(value: Any) -> tuple[str, float]:
+    from rejoinder.vectors.params import check_object, number
+
+    body = check_object(value, ("ranker", "score_threshold"), "ranking_options")
+    ranker = body.get("ranker", "auto")
+    if ranker not in ("none", "auto", "default-2024-11-15"):
+        raise InvalidRequest(f"Invalid value: '{ranker}'. Supported values are: 'none', 'auto' and "
+                             "'default-2024-11-15'.", param="ranking_options.ranker", code="invalid_value")
+    threshold = number(body.get("score_threshold", 0.0), "ranking_options.score_threshold")
+    if not 0.0 <= threshold <= 1.0:
+        raise InvalidRequest("Invalid 'ranking_options.score_threshold': expected a value between 0 and 1.",
+                             param="ranking_options.score_threshold", code="invalid_value")
+    return ranker, threshold
