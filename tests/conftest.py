@@ -17,7 +17,8 @@ from tests.fake_upstream import FakeUpstream, ThreadServer
 
 MODEL = "fake-model"
 
-pytest_plugins = ["tests.mcp_server"]  # mcp_server, mcp_sse_server, mcp_log fixtures
+pytest_plugins = ["tests.mcp_server",  # mcp_server, mcp_sse_server, mcp_log fixtures
+                  "tests.vector_fixtures"]  # make_vs_server, vs_server
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,9 @@ class FakeUpstream:
         self.call_id: Callable[[int], str] | None = None  # the ids of the calls it makes
         # Other paths (GET /v1/models, /props, POST /tokenize...): a JSON answer, or a function of the body.
         self.info: dict[str, Any] = {}
+        self.embedding_requests: list[dict[str, Any]] = []
+        self.embedding_failures = 0  # the next N embeddings requests answer 500
+        self.embedding_gate: threading.Event | None = None  # embeddings wait until it is set (30 s at most)
         self.app = self._build()
 
     def queue(self, *turns: Turn) -> None:
@@ -122,6 +125,9 @@ class FakeUpstream:
         self.check = None
         self.call_id = None
         self.info = {}
+        self.embedding_requests.clear()
+        self.embedding_failures = 0
+        self.embedding_gate = None
 
     def _next(self, body: dict[str, Any]) -> Turn:
         if self.script:
@@ -165,6 +171,22 @@ class FakeUpstream:
 
             return StreamingResponse(gen(), media_type="text/event-stream")
 
+        @app.post("/v1/embeddings")
+        async def embeddings(request: Request) -> Any:
+            body = await request.json()
+            self.embedding_requests.append(body)
+            if self.embedding_gate is not None:
+                await asyncio.to_thread(self.embedding_gate.wait, 30)
+            if self.embedding_failures:
+                self.embedding_failures -= 1
+                return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
+                                    status_code=500)
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(t, body.get("dimensions", 64))}
+                    for i, t in enumerate(inputs)]
+            return {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 0,
+                                                                                       "total_tokens": 0}}
+
         @app.api_route("/{path:path}", methods=["GET", "POST"])
         async def other(path: str, request: Request) -> Any:
             answer = self.info.get("/" + path)
@@ -175,6 +197,18 @@ class FakeUpstream:
             return JSONResponse(answer)
 
         return app
+
+
+def hashed_embedding(text: str, dimensions: int) -> list[float]:
+    """A deterministic bag-of-words vector: texts sharing words point the same way."""
+    import hashlib
+    import re
+
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[int.from_bytes(digest[:4], "big") % dimensions] += 1.0 if digest[4] % 2 else -1.0
+    return vector if any(vector) else [1.0] + [0.0] * (dimensions - 1)
 
 
 class ThreadServer:

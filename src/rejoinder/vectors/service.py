@@ -96,11 +96,12 @@ class VectorService:
     @staticmethod
     def _entry(raw: Any, param: str, defaults: tuple[dict[str, Any] | None, dict[str, Any]]) -> Attach:
         body = params.check_object(raw, ("file_id", "attributes", "chunking_strategy"), param)
-        file_id = params.string(params.required(body, "file_id", f"{param}.file_id"), f"{param}.file_id", max_len=80)
+        prefix = f"{param}." if param else ""
+        file_id = params.string(params.required(body, "file_id", f"{prefix}file_id"), f"{prefix}file_id", max_len=80)
         assert file_id is not None
-        attributes = params.attributes(body["attributes"], f"{param}.attributes") if "attributes" in body \
+        attributes = params.attributes(body["attributes"], f"{prefix}attributes") if "attributes" in body \
             else defaults[0]
-        strategy = params.chunking_strategy(body["chunking_strategy"], f"{param}.chunking_strategy") \
+        strategy = params.chunking_strategy(body["chunking_strategy"], f"{prefix}chunking_strategy") \
             if "chunking_strategy" in body else defaults[1]
         return Attach(file_id, attributes, strategy)
 
