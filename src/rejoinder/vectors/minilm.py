@@ -116,7 +116,8 @@ def convert(source: Path, target: Path) -> None:
         # Weight matrices and the token embeddings in half precision (as llama.cpp's converter
         # does); norms, biases and the position and token-type embeddings, which llama.cpp adds
         # to f32 activations, in full.
-        half = data.ndim == 2 and (name == "embeddings.word_embeddings.weight" or not name.endswith("embeddings.weight"))
+        table = name.endswith("embeddings.weight") and name != "embeddings.word_embeddings.weight"
+        half = data.ndim == 2 and not table
         writer.add_tensor(mapped, data.astype(np.float16 if half else np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
