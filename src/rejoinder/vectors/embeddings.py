@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -101,8 +102,11 @@ class EmbeddedEmbedder:
             from llama_cpp import Llama
 
             path = minilm.gguf_path(self.data_dir)
+            # llama-cpp-python's default batch threads is every core, which on a busy machine
+            # (the chat model, the event loop) made an embedding 5x slower than one thread.
+            threads = self.threads or max(1, (os.cpu_count() or 2) // 2)
             self._model = Llama(str(path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
-                                n_threads=self.threads, verbose=False)
+                                n_threads=threads, n_threads_batch=threads, verbose=False)
         return self._model
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:
