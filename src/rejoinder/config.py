@@ -52,7 +52,7 @@ class RecordingConfig(BaseModel):
 
 
 class FilesConfig(BaseModel):
-    """The Files API: uploads are streamed into the database in parts (see docs/files.md)."""
+    """The Files API: uploads stream into the database in parts (docs/files-and-vector-stores.md)."""
 
     max_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="largest upload, OpenAI's 512 MB")
     part_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024,

@@ -2,7 +2,8 @@
 
 The database was chosen over a shared directory so every replica reads every file with nothing
 more to configure, a file's deletion is one transaction, and backups hold everything
-(docs/files.md). Every method that takes an ``owner`` treats another principal's file as missing.
+(docs/files-and-vector-stores.md). Every method that takes an ``owner`` treats another
+principal's file as missing.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ SQLite: vectors are float32 BLOBs ranked with sqlite-vec's ``vec_distance_cosine
 FTS5 table (porter stemming) kept in step by triggers. PostgreSQL: a pgvector ``vector`` column
 ranked with ``<=>`` and a generated ``tsvector`` (english) with a GIN index. Both rank exactly
 (every chunk of the searched stores that passes the filters), so recall is perfect; see
-docs/vector-stores.md for the scale this suits.
+docs/files-and-vector-stores.md for the scale this suits.
 
 This table is not in ``store/schema.py``'s metadata: its vector column needs pgvector, which a
 PostgreSQL server may lack. ``ensure_schema`` creates it at start-up when it can, and says why
