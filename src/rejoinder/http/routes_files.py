@@ -11,7 +11,9 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
+from rejoinder.errors import InvalidRequest
 from rejoinder.files.objects import file_not_found
 from rejoinder.files.store import FileStore
 from rejoinder.files.upload import FileTooLarge, receive_upload
@@ -33,8 +35,11 @@ async def create_file(request: Request, owner: str = Depends(principal)) -> dict
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes + MULTIPART_OVERHEAD:
         raise FileTooLarge(limits.max_bytes)  # known too large before a byte is read
-    return await receive_upload(request.stream(), request.headers.get("content-type"), owner,
-                                file_store(request), limits.max_bytes, limits.part_bytes)
+    try:
+        return await receive_upload(request.stream(), request.headers.get("content-type"), owner,
+                                    file_store(request), limits.max_bytes, limits.part_bytes)
+    except ClientDisconnect:  # nothing was kept; the answer reaches nobody, but it is no server error
+        raise InvalidRequest("The upload was interrupted before it ended.", param="file") from None
 
 
 @router.get("/v1/files")
