@@ -75,7 +75,7 @@ class FileStore:
 
         return await self.db.read(txn)
 
-    async def list(self, owner: str, purpose: str | None, after: str | None, limit: int, order: Order) -> Page:
+    async def list_files(self, owner: str, purpose: str | None, after: str | None, limit: int, order: Order) -> Page:
         def txn(conn: Connection) -> Page:
             query = select(files).where(files.c.owner == owner, _visible(time.time()))
             if purpose is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -132,7 +132,7 @@ async def receive_upload(chunks: AsyncIterator[bytes], content_type: str | None,
     """Parse and store one upload; returns the File object. Whatever goes wrong (a bad field, the
     size limit, the client going away) leaves nothing stored."""
     form = _Form()
-    parser = MultipartParser(boundary_of(content_type), form.callbacks())
+    parser = MultipartParser(boundary_of(content_type), cast(Any, form.callbacks()))
     file_id = new_id("file", sep="-")
     begun = False
     parts = 0

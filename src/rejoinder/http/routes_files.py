@@ -51,7 +51,7 @@ async def list_files(
     order: Literal["asc", "desc"] = "desc",
     purpose: str | None = None,
 ) -> dict[str, Any]:
-    page = await file_store(request).list(owner, purpose, after, limit, order)
+    page = await file_store(request).list_files(owner, purpose, after, limit, order)
     return page.body()
 
 

@@ -44,7 +44,7 @@ async def list_vector_store_files(
 ) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
-    return (await service.files.list(vector_store_id, owner, filter, after, before, limit, order)).body()
+    return (await service.files.list_files(vector_store_id, owner, filter, after, before, limit, order)).body()
 
 
 @router.get("/v1/vector_stores/{vector_store_id}/files/{file_id}")
@@ -116,5 +116,5 @@ async def list_file_batch_files(
 ) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
-    return (await service.files.list(vector_store_id, owner, filter, after, before, limit, order,
+    return (await service.files.list_files(vector_store_id, owner, filter, after, before, limit, order,
                                      batch_id=batch_id)).body()

@@ -101,7 +101,7 @@ class VectorStoreFiles:
 
         return await self.db.read(txn)
 
-    async def list(self, vector_store_id: str, owner: str, status: str | None, after: str | None,
+    async def list_files(self, vector_store_id: str, owner: str, status: str | None, after: str | None,
                    before: str | None, limit: int, order: Order, batch_id: str | None = None) -> Page:
         f = vector_store_files
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -65,14 +66,14 @@ class IngestWorker:
                     for job in await self.queue.claim(free):
                         key = (job.vector_store_id, job.file_id)
                         self.running[key] = asyncio.ensure_future(self._run(job))
-                        self.running[key].add_done_callback(lambda _t, k=key: self._done(k))
+                        self.running[key].add_done_callback(functools.partial(self._done, key))
             except Exception:
                 log.exception("claiming files to ingest failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
-    def _done(self, key: tuple[str, str]) -> None:
+    def _done(self, key: tuple[str, str], _task: object = None) -> None:
         self.running.pop(key, None)
         self._wake.set()
 

@@ -123,7 +123,7 @@ class Searcher:
     def _scope(self, store_ids: list[str], filters: dict[str, Any] | None) -> tuple[Any, list[Any]]:
         """The FROM (chunks, joined to their files when filtering) and the WHERE of a ranking."""
         c, f = self.index.table, vector_store_files
-        where = [c.c.vector_store_id.in_(store_ids)]
+        where: list[Any] = [c.c.vector_store_id.in_(store_ids)]
         source: Any = c
         if filters is not None:
             source = c.join(f, and_(f.c.vector_store_id == c.c.vector_store_id, f.c.file_id == c.c.file_id))
@@ -133,6 +133,7 @@ class Searcher:
     def _by_vector(self, conn: Connection, store_ids: list[str], vector: list[float],
                    filters: dict[str, Any] | None, depth: int) -> list[tuple[int, float]]:
         c = self.index.table
+        distance: Any
         if self.index.postgres:
             distance = c.c.embedding.op("<=>", return_type=Float)(
                 cast(bindparam("q", vector_literal(vector), type_=Text), PgVector()))

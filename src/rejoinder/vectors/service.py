@@ -81,7 +81,7 @@ class VectorService:
 
     async def list_stores(self, owner: str, after: str | None, before: str | None, limit: int, order: Order) -> Page:
         self.require_available()
-        return await self.stores.list(owner, after, before, limit, order)
+        return await self.stores.list_stores(owner, after, before, limit, order)
 
     async def get_store(self, owner: str, store_id: str) -> dict[str, Any]:
         self.require_available()

@@ -36,7 +36,7 @@ def page_by_seq(conn: Connection, query: Select[Any], seq: Any, lookup: Callable
             return Page([], False)
         query = query.where(seq < key if ascending else seq > key)
         ascending = not ascending  # walk back from the cursor, then restore the order
-    rows = conn.execute(query.order_by(seq.asc() if ascending else seq.desc()).limit(limit + 1)).all()
+    rows = list(conn.execute(query.order_by(seq.asc() if ascending else seq.desc()).limit(limit + 1)).all())
     more = len(rows) > limit
     rows = rows[:limit]
     if before is not None:
@@ -92,7 +92,7 @@ class VectorStoreStore:
     async def get_row(self, vector_store_id: str, owner: str | None) -> Any:
         return await self.db.read(lambda conn: owned_store(conn, vector_store_id, owner))
 
-    async def list(self, owner: str, after: str | None, before: str | None, limit: int, order: Order) -> Page:
+    async def list_stores(self, owner: str, after: str | None, before: str | None, limit: int, order: Order) -> Page:
         v = vector_stores
 
         def lookup(conn: Connection) -> Callable[[str], Any]:
