@@ -303,13 +303,12 @@ def test_conversation_deleted_while_a_response_runs(client: openai.OpenAI, serve
 
 def test_context_reads_only_this_conversations_rows(tmp_path: Any) -> None:
     """Every statement the store runs for a context or a page is an index search, never a scan."""
-    import sqlite3
-
     from sqlalchemy import event
 
     from rejoinder.store.conversations import ConversationStore
     from rejoinder.store.db import Database
     from rejoinder.store.migrations import migrate
+    from rejoinder.store.sqlite_driver import SQLITE as sqlite3  # the store's library
     from rejoinder.tenant import Tenant
 
     owner = Tenant("o")

@@ -304,7 +304,7 @@ def test_delete_conversation_removes_items(client: openai.OpenAI, server: Any,
 
 
 def test_deleted_conversation_leaves_no_rows(make_server: Any, tmp_path: Any) -> None:
-    import sqlite3
+    from rejoinder.store.sqlite_driver import SQLITE as sqlite3  # the store's library
 
     db = tmp_path / "c.db"
     server = make_server(storage_url=f"sqlite:///{db}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from rejoinder.store.db import Database
 from rejoinder.store.leases import LeaseStore
 from rejoinder.store.migrations import migrate
 from rejoinder.store.schema import ACTIVE_STATUSES, responses
+from rejoinder.store.sqlite_driver import SQLITE as sqlite3  # the library the store uses: one per process
 
 
 def _row(i: int, status: str, background: bool = False) -> dict[str, Any]:

@@ -4,7 +4,6 @@ in-memory SQLite, and a clean shutdown. On the suite's storage backend unless no
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from rejoinder.store.db import Database
 from rejoinder.store.errors import DuplicateItem, Missing
 from rejoinder.store.migrations import migrate
 from rejoinder.store.schema import conversations
+from rejoinder.store.sqlite_driver import SQLITE as sqlite3  # the library the store uses: one per process
 from rejoinder.tenant import Tenant
 
 OWNER = Tenant("o")

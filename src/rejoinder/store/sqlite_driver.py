@@ -4,6 +4,10 @@ Vector stores rank with sqlite-vec, a loadable extension. Many Pythons (pyenv's 
 default builds, macOS's) compile their ``sqlite3`` without extension loading; there the
 ``sqlean-py`` wheel stands in: the same module API, on its own SQLite built with it. A Python
 whose ``sqlite3`` can load extensions keeps using it.
+
+Every connection a process opens to the database file must go through ``SQLITE``: two SQLite
+libraries in one process do not see each other's POSIX locks (fcntl locks are per process), so a
+lock taken through one would not stop a write through the other.
 """
 
 from __future__ import annotations
