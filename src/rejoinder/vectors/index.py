@@ -1,7 +1,9 @@
 """The chunk index: each chunk's text and vector, with full-text search beside it.
 
-SQLite: vectors are float32 BLOBs ranked with sqlite-vec's ``vec_distance_cosine``, words with an
-FTS5 table (porter stemming) kept in step by triggers. PostgreSQL: a pgvector ``vector`` column
+SQLite: vectors are float32 BLOBs, copied into a sqlite-vec ``vec0`` table per dimension
+(partitioned by vector store) for unfiltered nearest-neighbour scans; a filtered search ranks the
+files' BLOBs with ``vec_distance_cosine``. Words go to an FTS5 table (porter stemming). Triggers
+keep both in step with the chunks. PostgreSQL: a pgvector ``vector`` column
 ranked with ``<=>`` and a generated ``tsvector`` (english) with a GIN index. Both rank exactly
 (every chunk of the searched stores that passes the filters), so recall is perfect; see
 docs/files-and-vector-stores.md for the scale this suits.
@@ -98,6 +100,19 @@ def vector_blob(vector: Sequence[float]) -> bytes:
     return array("f", vector).tobytes()
 
 
+def vec_table(dimensions: int) -> str:
+    """The sqlite-vec table holding the chunks' vectors of this many dimensions."""
+    return f"vector_chunks_vec{int(dimensions)}"
+
+
+def _ensure_vec_table(conn: Connection, dimensions: int) -> None:
+    name = vec_table(dimensions)
+    conn.execute(text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING vec0(vector_store_id text partition key, "
+                      f"embedding float[{int(dimensions)}] distance_metric=cosine)"))
+    conn.execute(text(f"CREATE TRIGGER IF NOT EXISTS {name}_ad AFTER DELETE ON vector_chunks BEGIN "
+                      f"DELETE FROM {name} WHERE rowid = old.id; END"))
+
+
 class ChunkIndex:
     def __init__(self, db: Database):
         self.db = db
@@ -158,6 +173,12 @@ class ChunkIndex:
             rows = [{"vector_store_id": vector_store_id, "file_id": file_id, "position": c.position,
                      "text": c.text, "embedding": vector_blob(v)} for c, v in zip(chunks, vectors, strict=True)]
         conn.execute(stmt, rows)
+        if not self.postgres:
+            dimensions = len(vectors[0])
+            _ensure_vec_table(conn, dimensions)
+            conn.execute(text(f"INSERT INTO {vec_table(dimensions)}(rowid, vector_store_id, embedding) "
+                              "SELECT id, vector_store_id, embedding FROM vector_chunks "
+                              "WHERE vector_store_id = :s AND file_id = :f"), {"s": vector_store_id, "f": file_id})
 
     def delete(self, conn: Connection, vector_store_id: str | None, file_ids: list[str] | None) -> None:
         """Drop the chunks of these files in one store, of a whole store, or of files everywhere."""
