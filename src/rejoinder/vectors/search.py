@@ -1,8 +1,9 @@
 """Searching vector stores: the vector ranking and the full-text ranking, fused.
 
 Each query is ranked twice in the database, by cosine distance to its embedding and by full-text
-relevance (FTS5's bm25 / PostgreSQL's ts_rank_cd), both within the searched stores and with the
-attribute filters in the same WHERE clause. The rankings of every query are fused by reciprocal
+relevance (FTS5's bm25 / PostgreSQL's ts_rank_cd), both within the searched stores. Attribute
+filters are compiled to SQL and evaluated once per file; both rankings then read only the chunks
+of the files that passed. The rankings of every query are fused by reciprocal
 rank fusion: a chunk's fused score is the sum over rankings of 1 / (60 + rank), reported divided
 by the best possible sum, so a chunk first in every ranking scores 1.0. With ``ranker: "none"``
 only the vector rankings count and ``score`` is the cosine similarity.
@@ -103,15 +104,18 @@ class Searcher:
         hybrid = request.ranker != "none"
 
         def txn(conn: Connection) -> list[SearchResult]:
+            allowed = self._allowed_files(conn, request.vector_store_ids, request.filters)
+            if allowed == []:
+                return []
             rankings: list[list[tuple[int, float]]] = []
             for model, store_ids in by_model.items():
                 for vector in embedded[model]:
-                    rankings.append(self._by_vector(conn, store_ids, vector, request.filters, depth))
+                    rankings.append(self._by_vector(conn, store_ids, vector, allowed, depth))
             if hybrid:
                 for query in queries:
                     words = self._discriminating(conn, terms(query))
                     if words:
-                        rankings.append(self._by_text(conn, request.vector_store_ids, words, request.filters, depth))
+                        rankings.append(self._by_text(conn, request.vector_store_ids, words, allowed, depth))
             scored = self._fuse(rankings, hybrid)
             kept = [(cid, s) for cid, s in scored if s >= request.score_threshold][:request.max_num_results]
             return self._results(conn, kept)
@@ -133,19 +137,31 @@ class Searcher:
         top = len(rankings) / (RRF_K + 1) or 1.0
         return sorted(((c, s / top) for c, s in fused.items()), key=lambda x: (-x[1], x[0]))
 
-    def _scope(self, store_ids: list[str], filters: dict[str, Any] | None) -> tuple[Any, list[Any]]:
-        """The FROM (chunks, joined to their files when filtering) and the WHERE of a ranking."""
-        c, f = self.index.table, vector_store_files
+    @staticmethod
+    def _allowed_files(conn: Connection, store_ids: list[str], filters: dict[str, Any] | None) -> list[str] | None:
+        """The files the filters let through (None: no filters, every file). The filters are
+        evaluated once per file here, and the rankings then read only those files' chunks."""
+        if filters is None:
+            return None
+        f = vector_store_files
+        in_stores = f.c.vector_store_id.in_(store_ids)
+        query = select(f.c.file_id).where(in_stores,
+                                          compile_filter(filters, f.c.attributes, conn.dialect.name == "postgresql"))
+        allowed = list(dict.fromkeys(r[0] for r in conn.execute(query)))
+        everyone = conn.execute(select(func.count(func.distinct(f.c.file_id))).where(in_stores)).scalar()
+        return None if allowed and len(allowed) == everyone else allowed  # nothing filtered out
+
+    def _scope(self, store_ids: list[str], allowed: list[str] | None) -> list[Any]:
+        """The WHERE of a ranking: the searched stores, and the files the filters allow."""
+        c = self.index.table
         where: list[Any] = [c.c.vector_store_id.in_(store_ids)]
-        source: Any = c
-        if filters is not None:
-            source = c.join(f, and_(f.c.vector_store_id == c.c.vector_store_id, f.c.file_id == c.c.file_id))
-            where.append(compile_filter(filters, f.c.attributes, self.index.postgres))
-        return source, where
+        if allowed is not None:
+            where.append(c.c.file_id.in_(allowed))
+        return where
 
     def _by_vector(self, conn: Connection, store_ids: list[str], vector: list[float],
-                   filters: dict[str, Any] | None, depth: int) -> list[tuple[int, float]]:
-        if not self.index.postgres and filters is None:
+                   allowed: list[str] | None, depth: int) -> list[tuple[int, float]]:
+        if not self.index.postgres and allowed is None:
             return self._nearest_sqlite(conn, store_ids, vector, depth)
         c = self.index.table
         distance: Any
@@ -154,8 +170,7 @@ class Searcher:
                 cast(bindparam("q", vector_literal(vector), type_=Text), PgVector()))
         else:
             distance = func.vec_distance_cosine(c.c.embedding, literal(vector_blob(vector)))
-        source, where = self._scope(store_ids, filters)
-        query = select(c.c.id, distance.label("d")).select_from(source).where(*where) \
+        query = select(c.c.id, distance.label("d")).where(*self._scope(store_ids, allowed)) \
             .order_by(literal_column("d")).limit(depth)
         return [(int(r.id), float(r.d)) for r in conn.execute(query)]
 
@@ -194,10 +209,11 @@ class Searcher:
                 kept.append(word)
         return kept
 
-    def _by_text(self, conn: Connection, store_ids: list[str], words: list[str], filters: dict[str, Any] | None,
+    def _by_text(self, conn: Connection, store_ids: list[str], words: list[str], allowed: list[str] | None,
                  depth: int) -> list[tuple[int, float]]:
         c = self.index.table
-        source, where = self._scope(store_ids, filters)
+        source: Any = c
+        where = self._scope(store_ids, allowed)
         if self.index.postgres:
             tsquery = func.to_tsquery(PG_TEXT_CONFIG, literal(" | ".join(words)))
             rank = func.ts_rank_cd(c.c.tsv, tsquery)
