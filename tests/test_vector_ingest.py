@@ -39,16 +39,22 @@ async def _seed(db: Database, n: int) -> None:
     await db.write(txn)
 
 
+async def _queue_db(url: str, files: int) -> tuple[Database, ChunkIndex]:
+    """A migrated database with its chunk index and ``files`` files queued in store vs_1."""
+    db = Database(url)
+    await migrate(db)
+    index = ChunkIndex(db)
+    assert await index.ensure_schema() is None
+    await _seed(db, files)
+    return db, index
+
+
 def test_replicas_claim_disjoint_jobs_and_take_over_lapsed_leases(tmp_path: Path) -> None:
     url = vector_storage_url(tmp_path)
 
     async def main() -> None:
-        db = Database(url)
+        db, index = await _queue_db(url, 3)
         try:
-            await migrate(db)
-            index = ChunkIndex(db)
-            assert await index.ensure_schema() is None
-            await _seed(db, 3)
             one, two = IngestQueue(db, index, "one/1", 30), IngestQueue(db, index, "two/1", 30)
             first, second = await asyncio.gather(one.claim(2), two.claim(2))
             claimed = [j.file_id for j in first + second]
@@ -77,12 +83,8 @@ def test_a_job_interrupted_too_often_fails(tmp_path: Path) -> None:
     url = vector_storage_url(tmp_path)
 
     async def main() -> None:
-        db = Database(url)
+        db, index = await _queue_db(url, 1)
         try:
-            await migrate(db)
-            index = ChunkIndex(db)
-            await index.ensure_schema()
-            await _seed(db, 1)
             dying = IngestQueue(db, index, "dying/1", 0.001)
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 (job,) = await dying.claim(1)

@@ -6,6 +6,7 @@ the SDK's ``poll``/``create_and_poll`` helpers use instead of their one-second d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -17,6 +18,17 @@ from rejoinder.http.routes_vector_stores import vectors
 router = APIRouter()
 POLL_AFTER_MS = "250"
 Status = Literal["in_progress", "completed", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class FileListQuery:
+    """The query of both file listings (a store's, a batch's)."""
+
+    after: str | None = None
+    before: str | None = None
+    limit: int = Query(20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "desc"
+    filter: Status | None = None
 
 
 def _poll_hint(response: Response, body: dict[str, Any]) -> dict[str, Any]:
@@ -32,19 +44,12 @@ async def create_vector_store_file(request: Request, response: Response, vector_
 
 
 @router.get("/v1/vector_stores/{vector_store_id}/files")
-async def list_vector_store_files(
-    request: Request,
-    vector_store_id: str,
-    owner: str = Depends(principal),
-    after: str | None = None,
-    before: str | None = None,
-    limit: int = Query(20, ge=1, le=100),
-    order: Literal["asc", "desc"] = "desc",
-    filter: Status | None = None,
-) -> dict[str, Any]:
+async def list_vector_store_files(request: Request, vector_store_id: str, owner: str = Depends(principal),
+                                  q: FileListQuery = Depends()) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
-    return (await service.files.list_files(vector_store_id, owner, filter, after, before, limit, order)).body()
+    return (await service.files.list_files(vector_store_id, owner, q.filter, q.after, q.before, q.limit,
+                                           q.order)).body()
 
 
 @router.get("/v1/vector_stores/{vector_store_id}/files/{file_id}")
