@@ -283,3 +283,16 @@ def test_another_principal_gets_404_everywhere(corpus: Any, vs_server: Any) -> N
     assert [s.id for s in bob.vector_stores.list()] == [own.id]
     assert alice.vector_stores.retrieve(store_id).name == "corpus" and batch is not None
     assert _names(alice.vector_stores.search(store_id, query="kitten"))[0] == "cats.md"
+
+
+def test_filtered_and_unfiltered_vector_rankings_agree(corpus: Any) -> None:
+    """Unfiltered, SQLite ranks with sqlite-vec's vec0 scan; filtered, with the files' vectors one
+    by one: the two must give the same order and scores."""
+    alice, store_id, _ = corpus
+    query = "animals and the night sky"
+    full = alice.vector_stores.search(store_id, query=query, ranking_options={"ranker": "none"}, max_num_results=50)
+    part = alice.vector_stores.search(store_id, query=query, ranking_options={"ranker": "none"}, max_num_results=50,
+                                      filters={"type": "ne", "key": "topic", "value": "pets"})
+    assert len(full.data) == 5 and len(part.data) == 4
+    assert [(r.filename, round(r.score, 4)) for r in full.data if r.filename != "cats.md"] == \
+        [(r.filename, round(r.score, 4)) for r in part.data]
