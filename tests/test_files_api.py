@@ -197,3 +197,17 @@ def test_parts_are_stored_while_the_upload_is_still_arriving(make_server: Any) -
                    headers={"content-type": "multipart/form-data; boundary=b0"}, timeout=60)
     assert r.status_code == 200, r.text
     assert seen[0] >= 15 and r.json()["bytes"] == 32 * 65536 and _parts(server) == 32
+
+
+def test_uploads_are_not_bound_by_the_json_body_limit(make_server: Any) -> None:
+    """The request body limit is for JSON bodies; an upload streams past it under files.max_bytes."""
+    server = make_server(max_body_bytes=1024 * 1024, files={"max_bytes": 4 * 1024 * 1024})
+    c = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    data = os.urandom(3 * 1024 * 1024)
+    made = c.files.create(file=("big.bin", data), purpose="user_data")
+    assert made.bytes == len(data) and c.files.content(made.id).read() == data
+    too_big = httpx.post(f"{server.url}/v1/files", files={"file": ("a.bin", b"x" * (5 * 1024 * 1024))},
+                         data={"purpose": "user_data"})
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "file_too_large"
+    json_route = httpx.post(f"{server.url}/v1/vector_stores", json={"name": "x" * (2 * 1024 * 1024)})
+    assert json_route.status_code == 413  # every other route keeps the body limit

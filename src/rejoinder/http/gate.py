@@ -26,6 +26,9 @@ CONTEXT_KEY = "rejoinder.context"
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/metrics", "/ui"})
 PUBLIC_PREFIX = "/ui/"
 TEST_ID_HEADER = "x-rejoinder-test-id"
+# Routes that read their own body as it streams, under a limit of their own: a file upload is
+# written to the store part by part (files/upload.py, ``files.max_bytes``), never held whole.
+STREAMED_BODIES = frozenset({("POST", "/v1/files")})
 
 
 class RequestTooLarge(APIError):
@@ -55,6 +58,10 @@ class RequestGate:
             return
         try:
             context = self._context(scope)
+            if (scope["method"], scope["path"]) in STREAMED_BODIES:
+                scope[CONTEXT_KEY] = context
+                await self.app(scope, receive, send)
+                return
             body = await self._body(scope, receive)
         except APIError as exc:
             await error_response(exc)(scope, receive, send)

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from rejoinder.http.gate import principal
 from rejoinder.http.body import json_body
+from rejoinder.http.gate import principal
 from rejoinder.http.routes_vector_stores import vectors
 
 router = APIRouter()

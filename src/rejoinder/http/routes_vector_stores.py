@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from rejoinder.http.gate import principal
 from rejoinder.http.body import json_body
+from rejoinder.http.gate import principal
 from rejoinder.vectors.service import VectorService
 
 router = APIRouter()
