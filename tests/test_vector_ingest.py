@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps
@@ -20,6 +20,7 @@ from rejoinder.vectors import ingest
 from rejoinder.vectors.chunking import AUTO, Chunk
 from rejoinder.vectors.index import ChunkIndex
 from rejoinder.vectors.queue import MAX_ATTEMPTS, IngestQueue
+from rejoinder.vectors.search import Searcher
 from tests import postgres
 from tests.conftest import MODEL
 from tests.vector_fixtures import client, vector_storage_url, wait_for
@@ -182,3 +183,24 @@ def test_postgres_without_pgvector_says_so(make_server: Any, pg_url: str) -> Non
     assert refused.value.body["code"] == "vector_stores_unavailable"
     with pytest.raises(openai.BadRequestError):
         c.vector_stores.search("vs_x", query="x")
+
+
+def test_words_in_most_chunks_leave_the_full_text_ranking(tmp_path: Path) -> None:
+    """bm25 gives a word in over half of the chunks no weight; the search leaves it out of the
+    full-text ranking (SQLite counts in FTS5, PostgreSQL reads ANALYZE's statistics)."""
+    url = vector_storage_url(tmp_path)
+
+    async def main() -> None:
+        db, index = await _queue_db(url, 1)
+        try:
+            chunks = [Chunk(i, f"common words about topic{i}", 4) for i in range(6)]
+            await db.write(lambda c: index.insert(c, "vs_1", "file-0", chunks, [[1.0, float(i)] for i in range(6)]))
+            if db.is_postgres:
+                await db.write(lambda c: c.execute(text("ANALYZE vector_chunks")))
+            searcher = Searcher(db, index, None)  # type: ignore[arg-type]
+            kept = await db.read(lambda c: searcher._discriminating(c, ["common", "topic3", "absent"]))
+            assert kept == ["topic3", "absent"]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())

@@ -32,6 +32,7 @@ from sqlalchemy import (
     table,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from rejoinder.errors import InvalidRequest
 from rejoinder.store.db import Database
@@ -41,6 +42,16 @@ from rejoinder.vectors.filters import compile_filter
 from rejoinder.vectors.index import PG_TEXT_CONFIG, ChunkIndex, PgVector, vec_table, vector_blob, vector_literal
 
 RRF_K = 60
+# The words of a query that are not among the lexemes in over half of the chunks, per pg_stats
+# (ANALYZE's most common elements of the tsvector column and their frequencies).
+_PG_COMMON = text(f"""
+SELECT w FROM unnest(CAST(:words AS text[])) AS w
+WHERE NOT EXISTS (
+  SELECT 1 FROM unnest(to_tsvector('{PG_TEXT_CONFIG}', w)) AS t, pg_stats AS s,
+       unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS m(elem, freq)
+  WHERE s.schemaname = current_schema() AND s.tablename = 'vector_chunks' AND s.attname = 'tsv'
+    AND m.elem = t.lexeme AND m.freq > 0.5)
+""").bindparams(bindparam("words", type_=ARRAY(Text)))
 MAX_TERMS = 64
 STOPWORDS = frozenset(
     "a an and are as at be but by can could did do does for from had has have how i if in into is it its me my "
@@ -192,19 +203,18 @@ class Searcher:
     def _discriminating(self, conn: Connection, words: list[str]) -> list[str]:
         """The words that can move a ranking: a word in more than half of all chunks has no weight
         in bm25 (its idf is clamped to ~0), yet matching it would make every chunk that holds it
-        a candidate to rank. Dropping it changes no score and spares ranking most of the index."""
+        a candidate to rank. Dropping it changes no score and spares ranking most of the index.
+        PostgreSQL's ``ts_rank_cd`` weighs no word by rarity, so the same words go there too:
+        they are found in the planner's statistics (a catalog read, not a count)."""
         if not words:
             return words
-        c = self.index.table
-        total = conn.execute(select(func.count()).select_from(c)).scalar() or 0
+        if self.index.postgres:
+            return [r[0] for r in conn.execute(_PG_COMMON, {"words": words})]
+        total = conn.execute(select(func.count()).select_from(self.index.table)).scalar() or 0
         kept = []
         for word in words:
-            if self.index.postgres:
-                match: Any = c.c.tsv.op("@@")(func.to_tsquery(PG_TEXT_CONFIG, literal(word)))
-                hits = conn.execute(select(func.count()).select_from(c).where(match)).scalar() or 0
-            else:
-                hits = conn.execute(text("SELECT count(*) FROM vector_chunks_fts WHERE vector_chunks_fts MATCH :m"),
-                                    {"m": f'"{word}"'}).scalar() or 0
+            hits = conn.execute(text("SELECT count(*) FROM vector_chunks_fts WHERE vector_chunks_fts MATCH :m"),
+                                {"m": f'"{word}"'}).scalar() or 0
             if hits * 2 <= total:
                 kept.append(word)
         return kept
