@@ -98,19 +98,19 @@ def test_the_queue_and_recovery_search_the_active_index(tmp_path: Path) -> None:
             assert "ix_responses_active" in plan, (statement, plan)
 
 
-def test_version_2_gains_the_files_and_vector_store_tables(shared_storage_url: str) -> None:
+def test_version_4_gains_the_files_and_vector_store_tables(shared_storage_url: str) -> None:
     async def main() -> None:
         db = Database(shared_storage_url)
         try:
-            def version_2(conn: Connection) -> None:
+            def version_4(conn: Connection) -> None:
                 schema.metadata.create_all(conn, tables=[t for t in schema.metadata.sorted_tables
-                                                         if t not in schema.VERSION_3_TABLES])
-                conn.execute(insert(schema.schema_version).values(version=2))
+                                                         if t not in schema.VERSION_5_TABLES])
+                conn.execute(insert(schema.schema_version).values(version=4))
 
-            await db.write(version_2)
-            assert await migrate(db) == 3
+            await db.write(version_4)
+            assert await migrate(db) == 5
             tables = set(await db.read(lambda conn: inspect(conn).get_table_names()))
-            assert {t.name for t in schema.VERSION_3_TABLES} <= tables
+            assert {t.name for t in schema.VERSION_5_TABLES} <= tables
             await db.write(lambda conn: conn.execute(insert(schema.files).values(
                 id="file-1", owner="o", created_at=1.0, filename="a.txt", purpose="assistants", bytes=0,
                 complete=True)))

@@ -18,6 +18,7 @@ from rejoinder.files.objects import file_body
 from rejoinder.store.db import Database
 from rejoinder.store.pagination import Order, Page, page_of, paginate
 from rejoinder.store.schema import file_parts, files
+from rejoinder.tenant import Scope, Tenant, check_scope, check_tenant
 
 STALE_UPLOAD_SECONDS = 6 * 3600  # an upload still incomplete after this was cut off by a crash
 OnDelete = Callable[[Connection, list[str]], None]
@@ -27,11 +28,12 @@ def _visible(now: float) -> Any:
     return (files.c.complete.is_(True)) & (or_(files.c.expires_at.is_(None), files.c.expires_at > now))
 
 
-def visible_file(conn: Connection, file_id: str, owner: str | None) -> Any:
-    """The file's row if ``owner`` (None: anyone) may see it: complete and not expired."""
+def visible_file(conn: Connection, file_id: str, scope: Scope) -> Any:
+    """The file's row if ``scope`` may see it: complete and not expired."""
     query = select(files).where(files.c.id == file_id, _visible(time.time()))
-    if owner is not None:
-        query = query.where(files.c.owner == owner)
+    tenant = check_scope(scope)
+    if tenant is not None:
+        query = query.where(files.c.owner == tenant.principal)
     return conn.execute(query).first()
 
 
@@ -42,9 +44,9 @@ class FileStore:
 
     # -- an upload, part by part -------------------------------------------------------------
 
-    async def begin(self, file_id: str, owner: str, filename: str) -> None:
-        stmt = insert(files).values(id=file_id, owner=owner, created_at=time.time(), filename=filename,
-                                    purpose="", bytes=0, complete=False)
+    async def begin(self, file_id: str, tenant: Tenant, filename: str) -> None:
+        stmt = insert(files).values(id=file_id, owner=check_tenant(tenant).principal, created_at=time.time(),
+                                    filename=filename, purpose="", bytes=0, complete=False)
         await self.db.write(lambda conn: conn.execute(stmt))
 
     async def put_part(self, file_id: str, part: int, data: bytes) -> None:
@@ -68,14 +70,17 @@ class FileStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def get(self, file_id: str, owner: str | None) -> dict[str, Any] | None:
+    async def get(self, file_id: str, scope: Scope) -> dict[str, Any] | None:
         def txn(conn: Connection) -> dict[str, Any] | None:
-            row = visible_file(conn, file_id, owner)
+            row = visible_file(conn, file_id, scope)
             return file_body(row) if row is not None else None
 
         return await self.db.read(txn)
 
-    async def list_files(self, owner: str, purpose: str | None, after: str | None, limit: int, order: Order) -> Page:
+    async def list_files(self, tenant: Tenant, purpose: str | None, after: str | None, limit: int,
+                         order: Order) -> Page:
+        owner = check_tenant(tenant).principal
+
         def txn(conn: Connection) -> Page:
             query = select(files).where(files.c.owner == owner, _visible(time.time()))
             if purpose is not None:
@@ -106,9 +111,9 @@ class FileStore:
 
     # -- deleting ----------------------------------------------------------------------------
 
-    async def delete(self, file_id: str, owner: str) -> bool:
+    async def delete(self, file_id: str, tenant: Tenant) -> bool:
         def txn(conn: Connection) -> bool:
-            if visible_file(conn, file_id, owner) is None:
+            if visible_file(conn, file_id, check_tenant(tenant)) is None:
                 return False
             self._delete(conn, [file_id])
             return True

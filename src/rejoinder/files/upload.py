@@ -21,6 +21,7 @@ from rejoinder.errors import APIError, InvalidRequest
 from rejoinder.files.objects import clean_filename, expiry_seconds, validate_purpose
 from rejoinder.files.store import FileStore
 from rejoinder.ids import new_id
+from rejoinder.tenant import Tenant
 
 MAX_FIELD_BYTES = 64 * 1024  # a form field that is not the file (purpose, expires_after[...])
 FIELDS = ("purpose", "expires_after[anchor]", "expires_after[seconds]")
@@ -127,7 +128,7 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
-async def receive_upload(chunks: AsyncIterator[bytes], content_type: str | None, owner: str, store: FileStore,
+async def receive_upload(chunks: AsyncIterator[bytes], content_type: str | None, owner: Tenant, store: FileStore,
                          max_bytes: int, part_bytes: int) -> dict[str, Any]:
     """Parse and store one upload; returns the File object. Whatever goes wrong (a bad field, the
     size limit, the client going away) leaves nothing stored."""

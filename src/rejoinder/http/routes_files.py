@@ -18,6 +18,7 @@ from rejoinder.files.objects import file_not_found
 from rejoinder.files.store import FileStore
 from rejoinder.files.upload import FileTooLarge, receive_upload
 from rejoinder.http.gate import principal
+from rejoinder.tenant import Tenant
 
 router = APIRouter()
 
@@ -30,7 +31,7 @@ def file_store(request: Request) -> FileStore:
 
 
 @router.post("/v1/files")
-async def create_file(request: Request, owner: str = Depends(principal)) -> dict[str, Any]:
+async def create_file(request: Request, owner: Tenant = Depends(principal)) -> dict[str, Any]:
     limits = request.app.state.settings.files
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes + MULTIPART_OVERHEAD:
@@ -45,7 +46,7 @@ async def create_file(request: Request, owner: str = Depends(principal)) -> dict
 @router.get("/v1/files")
 async def list_files(
     request: Request,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     after: str | None = None,
     limit: int = Query(10000, ge=1, le=10000),
     order: Literal["asc", "desc"] = "desc",
@@ -56,7 +57,7 @@ async def list_files(
 
 
 @router.get("/v1/files/{file_id}")
-async def retrieve_file(request: Request, file_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+async def retrieve_file(request: Request, file_id: str, owner: Tenant = Depends(principal)) -> dict[str, Any]:
     found = await file_store(request).get(file_id, owner)
     if found is None:
         raise file_not_found(file_id)
@@ -64,14 +65,14 @@ async def retrieve_file(request: Request, file_id: str, owner: str = Depends(pri
 
 
 @router.delete("/v1/files/{file_id}")
-async def delete_file(request: Request, file_id: str, owner: str = Depends(principal)) -> dict[str, Any]:
+async def delete_file(request: Request, file_id: str, owner: Tenant = Depends(principal)) -> dict[str, Any]:
     if not await file_store(request).delete(file_id, owner):
         raise file_not_found(file_id)
     return {"id": file_id, "object": "file", "deleted": True}
 
 
 @router.get("/v1/files/{file_id}/content")
-async def file_content(request: Request, file_id: str, owner: str = Depends(principal)) -> StreamingResponse:
+async def file_content(request: Request, file_id: str, owner: Tenant = Depends(principal)) -> StreamingResponse:
     store = file_store(request)
     found = await store.get(file_id, owner)
     if found is None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from rejoinder.http.body import json_body
 from rejoinder.http.gate import principal
 from rejoinder.http.routes_vector_stores import vectors
+from rejoinder.tenant import Tenant
 
 router = APIRouter()
 POLL_AFTER_MS = "250"
@@ -39,12 +40,12 @@ def _poll_hint(response: Response, body: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/v1/vector_stores/{vector_store_id}/files")
 async def create_vector_store_file(request: Request, response: Response, vector_store_id: str,
-                                   owner: str = Depends(principal)) -> dict[str, Any]:
+                                   owner: Tenant = Depends(principal)) -> dict[str, Any]:
     return _poll_hint(response, await vectors(request).attach_file(owner, vector_store_id, await json_body(request)))
 
 
 @router.get("/v1/vector_stores/{vector_store_id}/files")
-async def list_vector_store_files(request: Request, vector_store_id: str, owner: str = Depends(principal),
+async def list_vector_store_files(request: Request, vector_store_id: str, owner: Tenant = Depends(principal),
                                   q: FileListQuery = Depends()) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
@@ -54,7 +55,7 @@ async def list_vector_store_files(request: Request, vector_store_id: str, owner:
 
 @router.get("/v1/vector_stores/{vector_store_id}/files/{file_id}")
 async def retrieve_vector_store_file(request: Request, response: Response, vector_store_id: str, file_id: str,
-                                     owner: str = Depends(principal)) -> dict[str, Any]:
+                                     owner: Tenant = Depends(principal)) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
     return _poll_hint(response, await service.files.get(vector_store_id, file_id, owner))
@@ -62,13 +63,13 @@ async def retrieve_vector_store_file(request: Request, response: Response, vecto
 
 @router.post("/v1/vector_stores/{vector_store_id}/files/{file_id}")
 async def update_vector_store_file(request: Request, vector_store_id: str, file_id: str,
-                                   owner: str = Depends(principal)) -> dict[str, Any]:
+                                   owner: Tenant = Depends(principal)) -> dict[str, Any]:
     return await vectors(request).update_file(owner, vector_store_id, file_id, await json_body(request))
 
 
 @router.delete("/v1/vector_stores/{vector_store_id}/files/{file_id}")
 async def delete_vector_store_file(request: Request, vector_store_id: str, file_id: str,
-                                   owner: str = Depends(principal)) -> dict[str, Any]:
+                                   owner: Tenant = Depends(principal)) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
     await service.files.delete(vector_store_id, file_id, owner)
@@ -77,7 +78,7 @@ async def delete_vector_store_file(request: Request, vector_store_id: str, file_
 
 @router.get("/v1/vector_stores/{vector_store_id}/files/{file_id}/content")
 async def vector_store_file_content(request: Request, vector_store_id: str, file_id: str,
-                                    owner: str = Depends(principal)) -> dict[str, Any]:
+                                    owner: Tenant = Depends(principal)) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
     texts = await service.files.content(vector_store_id, file_id, owner)
@@ -87,13 +88,13 @@ async def vector_store_file_content(request: Request, vector_store_id: str, file
 
 @router.post("/v1/vector_stores/{vector_store_id}/file_batches")
 async def create_file_batch(request: Request, response: Response, vector_store_id: str,
-                            owner: str = Depends(principal)) -> dict[str, Any]:
+                            owner: Tenant = Depends(principal)) -> dict[str, Any]:
     return _poll_hint(response, await vectors(request).create_batch(owner, vector_store_id, await json_body(request)))
 
 
 @router.get("/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}")
 async def retrieve_file_batch(request: Request, response: Response, vector_store_id: str, batch_id: str,
-                              owner: str = Depends(principal)) -> dict[str, Any]:
+                              owner: Tenant = Depends(principal)) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
     return _poll_hint(response, await service.files.get_batch(vector_store_id, batch_id, owner))
@@ -101,7 +102,7 @@ async def retrieve_file_batch(request: Request, response: Response, vector_store
 
 @router.post("/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel")
 async def cancel_file_batch(request: Request, vector_store_id: str, batch_id: str,
-                            owner: str = Depends(principal)) -> dict[str, Any]:
+                            owner: Tenant = Depends(principal)) -> dict[str, Any]:
     service = vectors(request)
     service.require_available()
     return await service.files.cancel_batch(vector_store_id, batch_id, owner)
@@ -112,7 +113,7 @@ async def list_file_batch_files(
     request: Request,
     vector_store_id: str,
     batch_id: str,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     after: str | None = None,
     before: str | None = None,
     limit: int = Query(20, ge=1, le=100),

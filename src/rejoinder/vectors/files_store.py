@@ -19,6 +19,7 @@ from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps
 from rejoinder.store.pagination import Order, Page
 from rejoinder.store.schema import vector_store_file_batches, vector_store_files
+from rejoinder.tenant import Tenant, check_tenant
 from rejoinder.vectors.index import ChunkIndex
 from rejoinder.vectors.objects import batch_body, batch_not_found, file_body, vs_file_not_found
 from rejoinder.vectors.store import counts_of, owned_store, page_by_seq
@@ -31,7 +32,7 @@ class Attach:
     chunking_strategy: dict[str, Any]
 
 
-def attach(conn: Connection, vector_store_id: str, owner: str, entries: list[Attach], batch_id: str | None) -> None:
+def attach(conn: Connection, vector_store_id: str, owner: Tenant, entries: list[Attach], batch_id: str | None) -> None:
     """Queue each file for ingestion into the store (all or none: an unknown file is a 404)."""
     f = vector_store_files
     now = time.time()
@@ -45,7 +46,8 @@ def attach(conn: Connection, vector_store_id: str, owner: str, entries: list[Att
         done = conn.execute(update(f).where(f.c.vector_store_id == vector_store_id, f.c.file_id == entry.file_id)
                             .values(**values)).rowcount
         if not done:
-            conn.execute(insert(f).values(vector_store_id=vector_store_id, file_id=entry.file_id, owner=owner,
+            conn.execute(insert(f).values(vector_store_id=vector_store_id, file_id=entry.file_id,
+                                          owner=check_tenant(owner).principal,
                                           created_at=now, **values))
 
 
@@ -57,7 +59,7 @@ def _file_row(conn: Connection, vector_store_id: str, file_id: str) -> Any:
     return row
 
 
-def _batch_row(conn: Connection, vector_store_id: str, batch_id: str, owner: str) -> Any:
+def _batch_row(conn: Connection, vector_store_id: str, batch_id: str, owner: Tenant) -> Any:
     owned_store(conn, vector_store_id, owner)
     b = vector_store_file_batches
     row = conn.execute(select(b).where(b.c.id == batch_id, b.c.vector_store_id == vector_store_id)).first()
@@ -75,7 +77,7 @@ class VectorStoreFiles:
         self.db = db
         self.index = index
 
-    async def attach_one(self, vector_store_id: str, owner: str, entry: Attach) -> dict[str, Any]:
+    async def attach_one(self, vector_store_id: str, owner: Tenant, entry: Attach) -> dict[str, Any]:
         def txn(conn: Connection) -> dict[str, Any]:
             owned_store(conn, vector_store_id, owner)
             attach(conn, vector_store_id, owner, [entry], None)
@@ -83,25 +85,26 @@ class VectorStoreFiles:
 
         return await self.db.write(txn)
 
-    async def create_batch(self, batch_id: str, vector_store_id: str, owner: str,
+    async def create_batch(self, batch_id: str, vector_store_id: str, owner: Tenant,
                            entries: list[Attach]) -> dict[str, Any]:
         def txn(conn: Connection) -> dict[str, Any]:
             owned_store(conn, vector_store_id, owner)
             conn.execute(insert(vector_store_file_batches).values(
-                id=batch_id, vector_store_id=vector_store_id, owner=owner, created_at=time.time(), cancelled=False))
+                id=batch_id, vector_store_id=vector_store_id, owner=check_tenant(owner).principal,
+                created_at=time.time(), cancelled=False))
             attach(conn, vector_store_id, owner, entries, batch_id)
             return _batch_object(conn, _batch_row(conn, vector_store_id, batch_id, owner))
 
         return await self.db.write(txn)
 
-    async def get(self, vector_store_id: str, file_id: str, owner: str) -> dict[str, Any]:
+    async def get(self, vector_store_id: str, file_id: str, owner: Tenant) -> dict[str, Any]:
         def txn(conn: Connection) -> dict[str, Any]:
             owned_store(conn, vector_store_id, owner)
             return file_body(_file_row(conn, vector_store_id, file_id))
 
         return await self.db.read(txn)
 
-    async def list_files(self, vector_store_id: str, owner: str, status: str | None, after: str | None,
+    async def list_files(self, vector_store_id: str, owner: Tenant, status: str | None, after: str | None,
                    before: str | None, limit: int, order: Order, batch_id: str | None = None) -> Page:
         f = vector_store_files
 
@@ -125,7 +128,7 @@ class VectorStoreFiles:
 
         return await self.db.read(txn)
 
-    async def update_attributes(self, vector_store_id: str, file_id: str, owner: str,
+    async def update_attributes(self, vector_store_id: str, file_id: str, owner: Tenant,
                                 attributes: dict[str, Any] | None) -> dict[str, Any]:
         f = vector_store_files
 
@@ -138,7 +141,7 @@ class VectorStoreFiles:
 
         return await self.db.write(txn)
 
-    async def delete(self, vector_store_id: str, file_id: str, owner: str) -> None:
+    async def delete(self, vector_store_id: str, file_id: str, owner: Tenant) -> None:
         f = vector_store_files
 
         def txn(conn: Connection) -> None:
@@ -149,7 +152,7 @@ class VectorStoreFiles:
 
         await self.db.write(txn)
 
-    async def content(self, vector_store_id: str, file_id: str, owner: str) -> list[str]:
+    async def content(self, vector_store_id: str, file_id: str, owner: Tenant) -> list[str]:
         def txn(conn: Connection) -> list[str]:
             owned_store(conn, vector_store_id, owner)
             _file_row(conn, vector_store_id, file_id)
@@ -157,10 +160,10 @@ class VectorStoreFiles:
 
         return await self.db.read(txn)
 
-    async def get_batch(self, vector_store_id: str, batch_id: str, owner: str) -> dict[str, Any]:
+    async def get_batch(self, vector_store_id: str, batch_id: str, owner: Tenant) -> dict[str, Any]:
         return await self.db.read(lambda conn: _batch_object(conn, _batch_row(conn, vector_store_id, batch_id, owner)))
 
-    async def cancel_batch(self, vector_store_id: str, batch_id: str, owner: str) -> dict[str, Any]:
+    async def cancel_batch(self, vector_store_id: str, batch_id: str, owner: Tenant) -> dict[str, Any]:
         """Files of the batch not yet ingested become ``cancelled`` (and lose any older chunks); an
         ingestion already running notices at its final write and keeps nothing. A batch with
         nothing left to ingest stays as it is."""

@@ -11,6 +11,7 @@ from typing import Any
 from rejoinder.errors import APIError, InvalidRequest
 from rejoinder.ids import new_id
 from rejoinder.store.pagination import Order, Page
+from rejoinder.tenant import Tenant
 from rejoinder.vectors import params
 from rejoinder.vectors import search as search_mod
 from rejoinder.vectors.embeddings import Embedders, EmbeddingError
@@ -47,7 +48,7 @@ class VectorService:
 
     # -- stores --------------------------------------------------------------------------------
 
-    async def create_store(self, owner: str, raw: Any) -> dict[str, Any]:
+    async def create_store(self, owner: Tenant, raw: Any) -> dict[str, Any]:
         self.require_available()
         body = params.check_object(raw, ("name", "description", "metadata", "file_ids", "chunking_strategy",
                                          "expires_after"))
@@ -70,7 +71,7 @@ class VectorService:
             self.worker.wake()
         return created
 
-    async def update_store(self, owner: str, store_id: str, raw: Any) -> dict[str, Any]:
+    async def update_store(self, owner: Tenant, store_id: str, raw: Any) -> dict[str, Any]:
         self.require_available()
         body = params.check_object(raw, ("name", "metadata", "expires_after"))
         return await self.stores.update(
@@ -79,15 +80,15 @@ class VectorService:
             metadata=params.metadata(body["metadata"]) if "metadata" in body else UNSET,
             expires_after_days=params.expires_after(body["expires_after"]) if "expires_after" in body else UNSET)
 
-    async def list_stores(self, owner: str, after: str | None, before: str | None, limit: int, order: Order) -> Page:
+    async def list_stores(self, owner: Tenant, after: str | None, before: str | None, limit: int, order: Order) -> Page:
         self.require_available()
         return await self.stores.list_stores(owner, after, before, limit, order)
 
-    async def get_store(self, owner: str, store_id: str) -> dict[str, Any]:
+    async def get_store(self, owner: Tenant, store_id: str) -> dict[str, Any]:
         self.require_available()
         return await self.stores.get(store_id, owner)
 
-    async def delete_store(self, owner: str, store_id: str) -> None:
+    async def delete_store(self, owner: Tenant, store_id: str) -> None:
         self.require_available()
         await self.stores.delete(store_id, owner)
 
@@ -105,14 +106,14 @@ class VectorService:
             if "chunking_strategy" in body else defaults[1]
         return Attach(file_id, attributes, strategy)
 
-    async def attach_file(self, owner: str, store_id: str, raw: Any) -> dict[str, Any]:
+    async def attach_file(self, owner: Tenant, store_id: str, raw: Any) -> dict[str, Any]:
         self.require_available()
         entry = self._entry(raw, "", (None, params.chunking_strategy(None)))
         created = await self.files.attach_one(store_id, owner, entry)
         self.worker.wake()
         return created
 
-    async def create_batch(self, owner: str, store_id: str, raw: Any) -> dict[str, Any]:
+    async def create_batch(self, owner: Tenant, store_id: str, raw: Any) -> dict[str, Any]:
         self.require_available()
         body = params.check_object(raw, ("file_ids", "files", "attributes", "chunking_strategy"))
         if ("file_ids" in body) == ("files" in body):
@@ -135,7 +136,7 @@ class VectorService:
         self.worker.wake()
         return created
 
-    async def update_file(self, owner: str, store_id: str, file_id: str, raw: Any) -> dict[str, Any]:
+    async def update_file(self, owner: Tenant, store_id: str, file_id: str, raw: Any) -> dict[str, Any]:
         self.require_available()
         body = params.check_object(raw, ("attributes",))
         attributes = params.attributes(params.required(body, "attributes", "attributes"))
@@ -143,7 +144,7 @@ class VectorService:
 
     # -- search --------------------------------------------------------------------------------
 
-    async def search(self, owner: str, store_ids: list[str], raw: Any) -> dict[str, Any]:
+    async def search(self, owner: Tenant, store_ids: list[str], raw: Any) -> dict[str, Any]:
         """``POST /v1/vector_stores/{id}/search``: a page of results as OpenAI's API returns it."""
         self.require_available()
         body = params.check_object(raw, ("query", "filters", "max_num_results", "ranking_options", "rewrite_query"))
@@ -159,7 +160,7 @@ class VectorService:
         return {"object": "vector_store.search_results.page", "search_query": searched,
                 "data": [r.body() for r in results], "has_more": False, "next_page": None}
 
-    async def run_search(self, owner: str, request: SearchRequest) -> tuple[list[str], list[SearchResult]]:
+    async def run_search(self, owner: Tenant, request: SearchRequest) -> tuple[list[str], list[SearchResult]]:
         """The search service for any caller (the route above, a file_search tool): every store
         must be the owner's (else 404) and not expired (else 400)."""
         self.require_available()

@@ -13,6 +13,7 @@ from rejoinder.store.db import Database
 from rejoinder.store.jsonutil import dumps
 from rejoinder.store.pagination import Order, Page
 from rejoinder.store.schema import vector_store_file_batches, vector_store_files, vector_stores
+from rejoinder.tenant import ACROSS_TENANTS, Scope, Tenant, check_scope, check_tenant
 from rejoinder.vectors.index import ChunkIndex
 from rejoinder.vectors.objects import Counts, store_body, store_not_found
 
@@ -58,10 +59,11 @@ def counts_of(conn: Connection, column: Any, keys: list[str]) -> dict[str, Count
     return out
 
 
-def owned_store(conn: Connection, vector_store_id: str, owner: str | None) -> Any:
+def owned_store(conn: Connection, vector_store_id: str, scope: Scope) -> Any:
     query = select(vector_stores).where(vector_stores.c.id == vector_store_id)
-    if owner is not None:
-        query = query.where(vector_stores.c.owner == owner)
+    tenant = check_scope(scope)
+    if tenant is not None:
+        query = query.where(vector_stores.c.owner == tenant.principal)
     row = conn.execute(query).first()
     if row is None:
         raise store_not_found(vector_store_id)
@@ -77,23 +79,25 @@ class VectorStoreStore:
         self.db = db
         self.index = index
 
-    def create(self, conn: Connection, vector_store_id: str, owner: str, name: str, description: str | None,
+    def create(self, conn: Connection, vector_store_id: str, tenant: Tenant, name: str, description: str | None,
                metadata: dict[str, str], expires_after_days: int | None, embedding_model: str) -> Any:
         now = time.time()
         conn.execute(insert(vector_stores).values(
-            id=vector_store_id, owner=owner, created_at=now, name=name, description=description,
-            metadata=dumps(metadata), expires_after_days=expires_after_days, last_active_at=now,
-            embedding_model=embedding_model))
-        return owned_store(conn, vector_store_id, None)
+            id=vector_store_id, owner=check_tenant(tenant).principal, created_at=now, name=name,
+            description=description, metadata=dumps(metadata), expires_after_days=expires_after_days,
+            last_active_at=now, embedding_model=embedding_model))
+        return owned_store(conn, vector_store_id, ACROSS_TENANTS)
 
-    async def get(self, vector_store_id: str, owner: str) -> dict[str, Any]:
+    async def get(self, vector_store_id: str, owner: Tenant) -> dict[str, Any]:
         return await self.db.read(lambda conn: store_object(conn, owned_store(conn, vector_store_id, owner)))
 
-    async def get_row(self, vector_store_id: str, owner: str | None) -> Any:
+    async def get_row(self, vector_store_id: str, owner: Scope) -> Any:
         return await self.db.read(lambda conn: owned_store(conn, vector_store_id, owner))
 
-    async def list_stores(self, owner: str, after: str | None, before: str | None, limit: int, order: Order) -> Page:
+    async def list_stores(self, tenant: Tenant, after: str | None, before: str | None, limit: int,
+                          order: Order) -> Page:
         v = vector_stores
+        owner = check_tenant(tenant).principal
 
         def lookup(conn: Connection) -> Callable[[str], Any]:
             return lambda i: conn.execute(select(v.c.seq).where(v.c.id == i, v.c.owner == owner)).scalar()
@@ -108,7 +112,7 @@ class VectorStoreStore:
 
         return await self.db.read(txn)
 
-    async def update(self, vector_store_id: str, owner: str, name: Any = UNSET, metadata: Any = UNSET,
+    async def update(self, vector_store_id: str, owner: Tenant, name: Any = UNSET, metadata: Any = UNSET,
                      expires_after_days: Any = UNSET) -> dict[str, Any]:
         values: dict[str, Any] = {}
         if name is not UNSET:
@@ -122,11 +126,11 @@ class VectorStoreStore:
             owned_store(conn, vector_store_id, owner)
             if values:
                 conn.execute(update(vector_stores).where(vector_stores.c.id == vector_store_id).values(**values))
-            return store_object(conn, owned_store(conn, vector_store_id, None))
+            return store_object(conn, owned_store(conn, vector_store_id, ACROSS_TENANTS))
 
         return await self.db.write(txn)
 
-    async def delete(self, vector_store_id: str, owner: str) -> None:
+    async def delete(self, vector_store_id: str, owner: Tenant) -> None:
         """The store, its files' attachments, batches and chunks, in one transaction (the files
         themselves stay, as OpenAI keeps them)."""
         def txn(conn: Connection) -> None:
