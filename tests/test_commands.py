@@ -86,9 +86,11 @@ def test_migrate_alone(tmp_path: Path) -> None:
     config = write_config(tmp_path, storage_url=f"sqlite:///{tmp_path / 'fresh.db'}")
     first = rejoinder("migrate", "--config", str(config))
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip().endswith("schema version (empty) -> 4")
+    from rejoinder.store.schema import LATEST_VERSION
+
+    assert first.stdout.strip().endswith(f"schema version (empty) -> {LATEST_VERSION}")
     again = rejoinder("migrate", "--config", str(config))
-    assert again.stdout.strip().endswith("schema version 4, nothing to do")
+    assert again.stdout.strip().endswith(f"schema version {LATEST_VERSION}, nothing to do")
     import sqlite3
 
     with sqlite3.connect(tmp_path / "fresh.db") as db:
