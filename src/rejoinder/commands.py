@@ -1,4 +1,4 @@
-"""The operator's commands beside ``serve``: ``config``, ``check`` and ``migrate``.
+"""The operator's commands beside ``serve``: ``config``, ``check``, ``migrate``, ``sealing-key``.
 
 - ``rejoinder config``: the effective settings (file, then ``REJOINDER_*`` variables), secrets masked,
   and how metrics and tracing are set up.
@@ -7,6 +7,7 @@
   ``backends/context_window.py`` finds it); exits 1 if any is not ready.
 - ``rejoinder migrate``: brings the database to the latest schema and stops (``serve`` migrates
   at start-up too; this lets a deployment do it as a step of its own).
+- ``rejoinder sealing-key``: prints a new key for ``sealing_keys`` (``crypto/keys.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rejoinder.backends.base import ModelRoute
 from rejoinder.backends.context_window import context_window
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import BackendConfig, EmbeddedConfig, Settings, load_settings
+from rejoinder.crypto.keys import KEY_FILE, new_key
 from rejoinder.observability import tracing
 
 CHECK_TIMEOUT = 10.0  # seconds for each backend's answer
@@ -57,6 +59,7 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     if len(data["api_keys"]) < len(settings.api_keys):  # two keys masked alike: number them instead
         data["api_keys"] = {f"{MASK} ({i + 1})": p for i, p in enumerate(settings.api_keys.values())}
     data["storage_url"] = mask_url(settings.database_url)
+    data["sealing_keys"] = [MASK for _ in settings.sealing_keys] or f"generated in {settings.data_dir / KEY_FILE}"
     try:
         tracing_on = tracing.tracing_requested()
         protocol = tracing.protocol() if tracing_on else None
@@ -186,12 +189,18 @@ def migrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def sealing_key_command(args: argparse.Namespace) -> int:
+    print(new_key())
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Register the commands on ``rejoinder``'s subparsers; each sets ``run``."""
     for name, run, help_text, formats in (
         ("config", config_command, "print the effective configuration, secrets masked", ("yaml", "json")),
         ("check", check_command, "check each configured backend: its models and context windows", ("text", "json")),
         ("migrate", migrate_command, "run the database migrations and exit", None),
+        ("sealing-key", sealing_key_command, "print a new random key for sealing_keys", None),
     ):
         parser = sub.add_parser(name, help=help_text, description=help_text)
         parser.add_argument("--config", type=Path, default=None, help="TOML, YAML or JSON settings file")

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="API key -> principal; empty means no authentication"
     )
+    # Keys that seal blobs handed to clients (encrypted reasoning, compaction): base64 of 32 bytes
+    # each, the first seals and all open (rotation). Empty: one key kept in data_dir/sealing.key;
+    # replicas must share a list here instead (crypto/keys.py).
+    sealing_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_tool_iterations: int = 10
     mcp_timeout: float = 30.0
     conversation_lock_seconds: float = 600.0
@@ -123,6 +127,20 @@ class Settings(BaseSettings):
                 key, _, principal = str(entry).partition(":")
                 out[key] = principal or f"key-{len(out) + 1}"
             return out
+        return value
+
+    @field_validator("sealing_keys", mode="before")
+    @classmethod
+    def _parse_sealing_keys(cls, value: Any) -> Any:
+        """``"k1,k2"`` from the environment; each key checked now, so a bad one stops start-up."""
+        from rejoinder.crypto.keys import decode_key
+
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            for key in value:
+                decode_key(str(key))
+            return [str(key).strip() for key in value]
         return value
 
     @property

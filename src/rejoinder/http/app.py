@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from rejoinder import __version__
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
+from rejoinder.crypto.keys import load_key_ring
+from rejoinder.crypto.sealing import KeyRing
 from rejoinder.files.store import FileStore
 from rejoinder.http import (
     errors,
@@ -54,6 +56,7 @@ class Services:
     leases: LeaseKeeper
     background: BackgroundResponses
     telemetry: Telemetry
+    sealing: KeyRing  # opens and seals blobs handed to clients (crypto/sealing.py)
     listener: PostgresListener | None = None
     files: FileStore | None = None
     vectors: VectorService | None = None
@@ -83,6 +86,7 @@ class Services:
 
 async def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     db = Database(settings.database_url)
+    sealing = load_key_ring(settings.sealing_keys, settings.data_dir, shared_storage=db.is_postgres)
     await migrate(db)
     registry = ModelRegistry.from_settings(settings)
     conversations = ConversationStore(db)
@@ -94,8 +98,8 @@ async def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     background = BackgroundResponses(settings, responses, leases, keeper)
     listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
     files, vectors = await vector_setup.build(settings, db, lease_owner)
-    return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, listener,
-                    files, vectors)
+    return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, sealing,
+                    listener, files, vectors)
 
 
 def create_app(settings: Settings) -> FastAPI:
