@@ -73,6 +73,21 @@ class VectorStoresConfig(BaseModel):
     max_file_tokens: int = Field(default=5_000_000, ge=1, description="a larger file fails as invalid_file")
 
 
+class WebSocketConfig(BaseModel):
+    """Limits of one ``GET /v1/responses`` WebSocket connection (docs/websocket-and-compaction.md)."""
+
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                   description="the largest client message (uvicorn's ws_max_size is 16 MB too)")
+    max_queued_creates: int = Field(default=32, ge=1, description="response.create events waiting on one socket")
+    max_lanes: int = Field(default=16, ge=1, description="stream_id lanes one socket may run at once")
+    idle_timeout: float = Field(default=900.0, gt=0, description="seconds without a message or a running response")
+    send_buffer_bytes: int = Field(default=1024 * 1024, ge=4096,
+                                   description="events held for a slow reader before the run waits for it")
+    send_timeout: float = Field(default=60.0, gt=0, description="how long a full buffer may stay full: then closed")
+    cached_responses: int = Field(default=8, ge=1, description="store=false responses a socket can continue")
+    max_pending_steers: int = Field(default=8, ge=1, description="response.steer inputs queued per response")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REJOINDER_", env_nested_delimiter="__", extra="ignore")
 
@@ -108,6 +123,7 @@ class Settings(BaseSettings):
     files: FilesConfig = Field(default_factory=FilesConfig)
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
     vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
+    websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
 
     @field_validator("api_keys", mode="before")
     @classmethod

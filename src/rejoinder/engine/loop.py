@@ -170,6 +170,8 @@ class ResponseRun:
 
     async def _work(self) -> AsyncIterator[list[Event]]:
         """Everything between ``in_progress`` and the terminal event."""
+        if not self.plan.generate:
+            return
         async for batch in self._run_approved():
             yield batch
         async for batch in self._iterate():

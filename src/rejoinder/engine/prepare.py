@@ -151,15 +151,20 @@ async def prepare(
     mcp_timeout: float,
     response_id: str | None = None,
     listed: dict[str, list[dict[str, Any]]] | None = None,
+    chain: list[dict[str, Any]] | None = None,
+    generate: bool = True,
 ) -> RunPlan:
     """Everything decided before the first event, every 4xx included. ``listed``: MCP tool
-    listings made when a queued background job was accepted, used instead of listing again."""
+    listings made when a queued background job was accepted, used instead of listing again.
+    ``chain``: the items of ``previous_response_id``'s chain when the caller holds them (a
+    WebSocket's store=false responses), instead of reading the store. ``generate``: see RunPlan."""
     tenant = context.tenant
     route = registry.resolve(req.model)
     conversation_id = conversation_id_of(req)
     history: list[dict[str, Any]] = []
     if req.previous_response_id:
-        chain = await responses.chain_items(req.previous_response_id, tenant)
+        if chain is None:
+            chain = await responses.chain_items(req.previous_response_id, tenant)
         if chain is None:
             raise not_found("Previous response", req.previous_response_id, param="previous_response_id")
         history = chain
@@ -227,4 +232,5 @@ async def prepare(
         kept_request={"client_metadata": req.client_metadata} if req.client_metadata else None,
         context_management=req.context_management or [],
         compaction_requested=req.compaction_requested,
+        generate=generate,
     )

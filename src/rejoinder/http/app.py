@@ -29,6 +29,7 @@ from rejoinder.http import (
 )
 from rejoinder.http.gate import RequestGate
 from rejoinder.http.routes_create import create_response
+from rejoinder.http.ws_route import responses_socket
 from rejoinder.observability.hooks import Telemetry
 from rejoinder.observability.middleware import RequestTelemetry
 from rejoinder.services.background import BackgroundResponses
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)  # its middleware wraps the gate: an unexpected error there is a 500 too
     # A plain Starlette route (no dependency injection): the one route on a turn's latency path.
     app.router.add_route("/v1/responses", create_response, methods=["POST"])
+    app.router.add_websocket_route("/v1/responses", responses_socket)  # WebSocket mode (http/ws_route.py)
     app.include_router(routes_models.router)
     app.include_router(routes_responses.router)
     app.include_router(routes_conversations.router)

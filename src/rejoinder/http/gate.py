@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from rejoinder.config import Settings
 from rejoinder.errors import APIError, InvalidRequest
@@ -53,6 +54,9 @@ class RequestGate:
         self.test_ids = settings.recording.mode != "live"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._upgrade(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -79,6 +83,21 @@ class RequestGate:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _upgrade(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket upgrade gets its context (principal, limits) once, for the connection's life;
+        a refused key is the upgrade's HTTP error (401 in OpenAI's shape), so no socket opens."""
+        try:
+            context = self._context(scope)
+        except APIError as exc:
+            socket = WebSocket(scope, receive, send)
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await socket.send_denial_response(error_response(exc))
+            else:
+                await socket.close(code=1008, reason=exc.message[:120])
+            return
+        scope[CONTEXT_KEY] = context
+        await self.app(scope, receive, send)
 
     def _context(self, scope: Scope) -> RequestContext:
         if "\x00" in scope["path"] or b"%00" in scope["query_string"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from rejoinder.api.create_response import CreateResponse
@@ -47,7 +47,8 @@ class ResponsesService:
         self.telemetry = telemetry
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def start(self, req: CreateResponse, context: RequestContext) -> ResponseRun:
+    async def start(self, req: CreateResponse, context: RequestContext, *,
+                    chain: list[dict[str, Any]] | None = None, generate: bool = True) -> ResponseRun:
         """Take the conversation's lock, then prepare the run (all 4xx checks happen there).
 
         The lock comes first so the context is read after the previous turn committed: a turn
@@ -55,6 +56,7 @@ class ResponsesService:
         lease (``lease_of``; none when it holds nothing: a store=false turn outside a
         conversation) is taken before the lock, which it renews, in the task that prepares the
         run; whoever runs it hands it on (``fold``, ``stream``, the background runner).
+        ``chain`` and ``generate``: see ``prepare`` (a WebSocket's cached chain, its warm-ups).
         """
         observer = self.telemetry.run(req.model)  # time to first token counts from here
         response_id = new_response_id()
@@ -68,7 +70,7 @@ class ResponsesService:
                     raise ConversationLocked()
             try:
                 plan = await prepare(req, context, self.registry, self.responses, self.conversations,
-                                     self.settings.mcp_timeout, response_id)
+                                     self.settings.mcp_timeout, response_id, chain=chain, generate=generate)
             except BaseException:
                 if conversation_id:
                     await self.conversations.unlock(conversation_id, response_id)
@@ -141,6 +143,25 @@ class ResponsesService:
                 listening = False
 
         return batches()
+
+    async def deliver(self, run: ResponseRun, sink: Callable[[list[Event]], Awaitable[None]]) -> None:
+        """Drive ``run`` in a task of its own and await ``sink`` with each batch of its events, in
+        order: a slow sink slows the run (back-pressure, no unbounded buffer). A sink that raises
+        (its client left) gets nothing more, and the run goes on to its end and is stored; so it
+        does when the caller is cancelled. Returns when the run has ended."""
+
+        async def drive() -> None:
+            listening = True
+            async for batch in run.events():
+                if listening:
+                    try:
+                        await sink(batch)
+                    except Exception:
+                        listening = False
+
+        task = asyncio.ensure_future(drive())
+        self._track(task, run)
+        await asyncio.shield(task)
 
     def _track(self, task: asyncio.Task[Any], run: ResponseRun) -> None:
         """``task`` runs ``run`` from now on: it holds the run's lease, and shutdown waits for it."""
