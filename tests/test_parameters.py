@@ -108,8 +108,11 @@ def test_unknown_keys_in_conversation_items_are_refused(server):
     ({"tools": [{"type": "custom", "name": "apply_patch",
                  "format": {"type": "grammar", "syntax": "lark", "definition": "start: \"x\""}}]},
      "tools[0].type", "unsupported_value"),
-    ({"tools": [{"type": "web_search", "external_web_access": False, "search_content_types": ["text"]}]},
-     "tools[0].type", "unsupported_value"),
+    ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "tools[0].type",
+     "unsupported_value"),
+    ({"tools": [{"type": "custom", "name": "apply_patch",
+                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: nope"}}]},
+     "tools[0].format.definition", "invalid_value"),
     ({"tools": [{"type": "teleport"}]}, "tools[0].type", "invalid_value"),
 ])
 def test_refusals_name_the_parameter_and_say_why(server, extra, param, code):

@@ -20,7 +20,7 @@ from tests.helpers import check_stream, sse_events
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Tool types the Codex issue (18) adds; until then each is refused with a 400 naming it.
-NOT_YET = ("namespace", "custom", "tool_search", "web_search")
+NOT_YET = ("namespace", "custom", "tool_search")
 
 
 def _codex() -> dict[str, Any]:
@@ -55,7 +55,8 @@ def test_codex_first_request_runs_with_the_tools_served_today(server, upstream):
     assert final.text is not None and final.text.verbosity == "low"
     assert final.reasoning is not None and final.reasoning.summary == "auto"
     assert final.prompt_cache_key == body["prompt_cache_key"]
-    assert [t.name for t in final.tools] == ["exec_command", "write_stdin"]  # type: ignore[union-attr]
+    assert [t.type for t in final.tools] == ["function", "function", "web_search"]
+    assert [t["function"]["name"] for t in upstream.requests[-1]["tools"]] == ["exec_command", "write_stdin"]
     sent = upstream.requests[-1]
     assert [m["role"] for m in sent["messages"]] == ["system", "system", "system", "user"]
     assert sent["prompt_cache_key"] == body["prompt_cache_key"]

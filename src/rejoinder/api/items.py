@@ -52,6 +52,13 @@ _PART_TYPES = {
     "assistant": {"output_text", "refusal", "input_text"},
 }
 ITEM_TYPES = ("message", *_ADAPTERS)
+# Input item types the SDK defines whose tools or features this server does not run.
+NOT_AVAILABLE = ("computer_call", "computer_call_output", "image_generation_call", "code_interpreter_call",
+                 "program", "program_output", "configuration_update", "compaction")
+# Client-executed tool items accepted once their tool kinds are served (issue 18).
+NOT_YET = ("custom_tool_call", "custom_tool_call_output", "tool_search_call", "tool_search_output",
+           "additional_tools", "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output",
+           "apply_patch_call", "apply_patch_call_output")
 MAX_ID_LENGTH = 120  # the length of the item id columns (store/schema.py)
 # Fields the SDK leaves optional but without which an item cannot be paired or replayed.
 _REQUIRED = {
@@ -137,6 +144,12 @@ def validate_item(item: Any, param: str) -> dict[str, Any]:
         _check_message(item, param)
         return {**item, "type": "message"}
     adapter = _ADAPTERS.get(kind) if isinstance(kind, str) else None
+    if kind in NOT_AVAILABLE:
+        raise InvalidRequest(f"Input item type '{kind}' is not available on this server.", param=f"{param}.type",
+                             code="unsupported_value")
+    if kind in NOT_YET:
+        raise InvalidRequest(f"Input item type '{kind}' is not supported by this server yet.",
+                             param=f"{param}.type", code="unsupported_value")
     if adapter is None:
         raise InvalidRequest(
             f"Invalid value: '{kind}'. Supported item types are: {', '.join(ITEM_TYPES)}.",

@@ -1,6 +1,11 @@
 """The ``tools`` of a request: every tool type the SDK defines is checked against its own type;
 the ones this server runs are accepted, the others refused with a 400 naming the type.
 
+Each type is in exactly one row of the table below: served (run here, or handed to the client),
+accepted but not offered to the model (``web_search`` without a search provider: Codex declares
+it on every request), or not available on this server. A type a newer SDK adds is refused as not
+available until it gets a row.
+
 A tool echoed in the Response carries every key its type has: a function tool sent without
 ``strict`` (or ``description``, or ``parameters``) is echoed with it as null, as OpenAI does and
 as the Open Responses schema requires.
@@ -8,6 +13,7 @@ as the Open Responses schema requires.
 
 from __future__ import annotations
 
+import logging
 import typing
 from typing import Any
 
@@ -16,8 +22,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from rejoinder.api.errors import from_validation_error
 from rejoinder.errors import InvalidRequest
+from rejoinder.tools.grammar import GrammarError, compile_grammar
 
-IMPLEMENTED = ("function", "mcp")
+SERVED = ("function", "mcp")
+# Declared by Codex on every request; until a search provider serves them they change nothing.
+NOT_OFFERED = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
+# Client-executed kinds whose declarations are checked; served once their modules land.
+CHECKED_NOT_SERVED = ("custom", "namespace", "tool_search", "apply_patch", "shell", "local_shell")
 # Each tool type the SDK defines, by its ``type`` value.
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     kind: TypeAdapter(member)
@@ -27,9 +38,49 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 _ECHOED_KEYS = {"function": ("type", "name", "description", "parameters", "strict")}
 
 
+log = logging.getLogger(__name__)
+_told_not_offered = False
+
+
+def _not_offered(kind: str) -> None:
+    """Said once per process: the operator learns why the model never searches."""
+    global _told_not_offered
+    if not _told_not_offered:
+        _told_not_offered = True
+        log.info("a request declares '%s': no search provider is configured, so the tool is accepted and not "
+                 "offered to the model (docs/tools.md)", kind)
+
+
 def _as_given(kind: str, tool: dict[str, Any]) -> dict[str, Any]:
     """OpenAI accepts a function tool without ``strict``/``parameters``; the SDK types mark them required."""
     return {"strict": None, "parameters": None, **tool} if kind == "function" else tool
+
+
+def _not_available(kind: str, param: str) -> InvalidRequest:
+    return InvalidRequest(f"Tool type '{kind}' is not available on this server.", param=param,
+                          code="unsupported_value")
+
+
+def check_custom(tool: dict[str, Any], param: str) -> None:
+    """A grammar must compile: a malformed one is the request's error, not every call's."""
+    fmt = tool.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar":
+        try:
+            compile_grammar(fmt["syntax"], fmt["definition"])
+        except GrammarError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else "malformed grammar"
+            raise InvalidRequest(f"Invalid '{param}.format.definition': the {fmt['syntax']} grammar does not "
+                                 f"compile: {first}", param=f"{param}.format.definition",
+                                 code="invalid_value") from exc
+
+
+def _check_declaration(kind: str, tool: dict[str, Any], param: str) -> None:
+    if kind == "custom":
+        check_custom(tool, param)
+    elif kind == "namespace":
+        for j, inner in enumerate(tool.get("tools") or []):
+            if inner.get("type") == "custom":
+                check_custom(inner, f"{param}.tools[{j}]")
 
 
 def validate_tools(tools: list[Any]) -> list[dict[str, Any]]:
@@ -49,10 +100,15 @@ def validate_tools(tools: list[Any]) -> list[dict[str, Any]]:
             adapter.validate_python(_as_given(kind, tool))
         except ValidationError as exc:
             raise from_validation_error(exc, f"tools[{i}]") from exc
-        if kind not in IMPLEMENTED:
+        if kind in CHECKED_NOT_SERVED:
+            _check_declaration(kind, tool, f"tools[{i}]")
             raise InvalidRequest(
-                f"Tool type '{kind}' is not supported by this server yet. Supported: {', '.join(IMPLEMENTED)}.",
+                f"Tool type '{kind}' is not supported by this server yet. Supported: {', '.join(SERVED)}.",
                 param=f"tools[{i}].type", code="unsupported_value")
+        if kind not in SERVED and kind not in NOT_OFFERED:
+            raise _not_available(kind, f"tools[{i}].type")
+        if kind in NOT_OFFERED:
+            _not_offered(kind)
         keys = _ECHOED_KEYS.get(kind)
         echoed.append({**dict.fromkeys(keys), **tool} if keys else tool)
     return echoed
