@@ -88,6 +88,21 @@ class WebSocketConfig(BaseModel):
     max_pending_steers: int = Field(default=8, ge=1, description="response.steer inputs queued per response")
 
 
+class WebSearchConfig(BaseModel):
+    """The ``web_search`` tool's provider (docs/web-search.md). Without one, a declared web_search is
+    accepted and not offered to the model."""
+
+    searxng_url: str | None = Field(default=None, description="a SearXNG instance with its JSON format enabled")
+    timeout: float = Field(default=10.0, gt=0, description="seconds a search may take")
+    language: str | None = Field(default=None, description="SearXNG's language parameter, e.g. en-US")
+    categories: str | None = Field(default=None, description="SearXNG's categories parameter, e.g. general")
+    fetch_pages: int = Field(default=2, ge=0, le=10, description="most result pages read live per search "
+                             "(search_context_size low reads none, medium one); 0: snippets only")
+    fetch_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, description="bytes read of one page")
+    allow_private_pages: bool = Field(default=False, description="read pages on loopback and private "
+                                      "addresses (refused by default)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REJOINDER_", env_nested_delimiter="__", extra="ignore")
 
@@ -124,6 +139,7 @@ class Settings(BaseSettings):
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
     vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
+    web_search: WebSearchConfig = Field(default_factory=WebSearchConfig)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -84,6 +84,8 @@ class SearchRequest:
     ranker: str = "auto"
     score_threshold: float = 0.0
     rewrite_query: bool = False
+    embedding_weight: float = 1.0  # the file_search tool's ranking_options.hybrid_search weights
+    text_weight: float = 1.0
 
 
 def rewrite(query: str) -> str:
@@ -119,22 +121,26 @@ class Searcher:
             if allowed == []:
                 return []
             rankings: list[list[tuple[int, float]]] = []
+            weights: list[float] = []
             for model, store_ids in by_model.items():
                 for vector in embedded[model]:
                     rankings.append(self._by_vector(conn, store_ids, vector, allowed, depth))
-            if hybrid:
+                    weights.append(request.embedding_weight)
+            if hybrid and request.text_weight > 0:
                 for query in queries:
                     words = self._discriminating(conn, terms(query))
                     if words:
                         rankings.append(self._by_text(conn, request.vector_store_ids, words, allowed, depth))
-            scored = self._fuse(rankings, hybrid)
+                        weights.append(request.text_weight)
+            scored = self._fuse(rankings, weights, hybrid)
             kept = [(cid, s) for cid, s in scored if s >= request.score_threshold][:request.max_num_results]
             return self._results(conn, kept)
 
         return queries, await self.db.read(txn)
 
     @staticmethod
-    def _fuse(rankings: list[list[tuple[int, float]]], hybrid: bool) -> list[tuple[int, float]]:
+    def _fuse(rankings: list[list[tuple[int, float]]], weights: list[float],
+              hybrid: bool) -> list[tuple[int, float]]:
         if not hybrid:  # the best cosine similarity any query gave the chunk
             best: dict[int, float] = {}
             for ranking in rankings:
@@ -142,10 +148,10 @@ class Searcher:
                     best[chunk_id] = max(best.get(chunk_id, -1.0), 1.0 - distance)
             return sorted(((c, max(0.0, min(1.0, s))) for c, s in best.items()), key=lambda x: -x[1])
         fused: dict[int, float] = defaultdict(float)
-        for ranking in rankings:
+        for ranking, weight in zip(rankings, weights, strict=True):
             for rank, (chunk_id, _) in enumerate(ranking, start=1):
-                fused[chunk_id] += 1.0 / (RRF_K + rank)
-        top = len(rankings) / (RRF_K + 1) or 1.0
+                fused[chunk_id] += weight / (RRF_K + rank)
+        top = sum(weights) / (RRF_K + 1) or 1.0
         return sorted(((c, s / top) for c, s in fused.items()), key=lambda x: (-x[1], x[0]))
 
     @staticmethod
