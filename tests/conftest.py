@@ -12,6 +12,7 @@ import pytest
 
 from rejoinder.config import Settings
 from rejoinder.http.app import create_app
+from rejoinder.tools.registry import BUILTIN, ToolKinds
 from tests import postgres
 from tests.fake_upstream import FakeUpstream, ThreadServer
 
@@ -64,10 +65,10 @@ def shared_storage_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Callable[..., Any]]:
-    """Start a Rejoinder server; keyword arguments override its settings."""
+    """Start a Rejoinder server; keyword arguments override its settings (``tools``: the tool kinds served)."""
     started: list[ThreadServer] = []
 
-    def make(**overrides: Any) -> ThreadServer:
+    def make(tools: ToolKinds | None = None, **overrides: Any) -> ThreadServer:
         tmp = tmp_path_factory.mktemp("rejoinder")
         defaults: dict[str, Any] = {
             "data_dir": tmp,
@@ -76,7 +77,7 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
             "embedded": {"enabled": "off"},
         }
         settings = Settings(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
-        server = ThreadServer(create_app(settings)).__enter__()
+        server = ThreadServer(create_app(settings, tools or BUILTIN)).__enter__()
         started.append(server)
         return server
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import re
 
+from rejoinder.config import Settings
+from rejoinder.tools.mcp.kind import McpGroup
+from rejoinder.tools.registry import BUILTIN
 from rejoinder.tools.toolset import Toolset
 
 LEGAL = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
-def _toolset(label: str, *functions: str) -> Toolset:
+def _toolset(label: str, *functions: str) -> McpGroup:
+    """The request's MCP tools, after its function tools claimed their names."""
     tools = [{"type": "function", "name": f, "parameters": {"type": "object"}} for f in functions]
     tools.append({"type": "mcp", "server_label": label, "server_url": "http://127.0.0.1:1/mcp",
                   "require_approval": "never"})
-    return Toolset.from_request(tools)
+    toolset = Toolset.from_request(tools, BUILTIN, Settings())
+    return next(g for g in toolset if isinstance(g, McpGroup))
 
 
-def _names(ts: Toolset) -> dict[str, str]:
-    return {t.name: model for model, t in ts.server_tools.items()}
+def _names(ts: McpGroup) -> dict[str, str]:
+    return {t.name: model for model, t in ts.tools.items()}
 
 
 def test_plain_names_are_kept() -> None:
@@ -55,7 +60,7 @@ def test_long_clashing_names_stay_legal_unique_and_stable() -> None:
 def test_a_model_call_by_the_new_name_reaches_the_tool() -> None:
     ts = _toolset("lab", "search")
     ts.add_listing("lab", [{"name": "search"}])
-    tool = ts.server_tools["lab__search"]
+    tool = ts.tools["lab__search"]
     assert (tool.server.server_label, tool.name) == ("lab", "search")
-    assert ts.model_names() == {("lab", "search"): "lab__search"}
+    assert ts.aliases() == {("lab", "search"): "lab__search"}
 

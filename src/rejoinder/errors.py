@@ -47,6 +47,13 @@ class Overloaded(APIError):
         super().__init__(message, code="rate_limit_exceeded")
 
 
+class FailedDependency(APIError):
+    """A service the request names (an MCP server) could not be used: 424, as OpenAI answers."""
+
+    status = 424
+    type = "external_connector_error"
+
+
 class ServerError(APIError):
     status = 500
     type = "server_error"

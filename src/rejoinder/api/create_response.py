@@ -24,6 +24,7 @@ from rejoinder.api.metadata import validate_metadata
 from rejoinder.api.parameters import check_parameters
 from rejoinder.api.tools import validate_tools
 from rejoinder.errors import InvalidRequest
+from rejoinder.tools.registry import BUILTIN, ToolKinds
 
 _TEXT = TypeAdapter(ResponseTextConfigParam)
 _FORMATS: dict[str, TypeAdapter[Any]] = {
@@ -192,7 +193,8 @@ def _compaction_trigger(req: CreateResponse) -> None:
             req.compaction_requested = True
 
 
-def validate_create(body: Any) -> CreateResponse:
+def validate_create(body: Any, tools: ToolKinds = BUILTIN) -> CreateResponse:
+    """A create request checked whole; ``tools``: the tool kinds served."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     # A null is a parameter not given (as OpenAI and the Open Responses schema treat it).
@@ -212,7 +214,7 @@ def validate_create(body: Any) -> CreateResponse:
     _compaction_trigger(req)
     if isinstance(req.input, list):
         req.input = [validate_item(item, f"input[{i}]") for i, item in enumerate(req.input)]
-    req.tools = validate_tools(req.tools)
+    req.tools = validate_tools(req.tools, tools)
     if isinstance(req.tool_choice, str) and req.tool_choice not in ("auto", "none", "required"):
         raise InvalidRequest(
             f"Invalid value: '{req.tool_choice}'. Supported values are: 'none', 'auto' and 'required'.",

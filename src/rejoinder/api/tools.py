@@ -1,5 +1,6 @@
 """The ``tools`` of a request: every tool type the SDK defines is checked against its own type;
-the ones this server runs are accepted, the others refused with a 400 naming the type.
+the ones this server serves (its ``ToolKinds``) are accepted, the others refused with a 400 naming
+the type.
 
 Each type is in exactly one row of the table below: served (run here, or handed to the client),
 accepted but not offered to the model (``web_search`` without a search provider: Codex declares
@@ -8,14 +9,14 @@ available until it gets a row.
 
 A tool echoed in the Response carries every key its type has: a function tool sent without
 ``strict`` (or ``description``, or ``parameters``) is echoed with it as null, as OpenAI does and
-as the Open Responses schema requires.
+as the Open Responses schema requires (each kind's ``echo``).
 """
 
 from __future__ import annotations
 
 import logging
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openai.types.responses.tool_param import ToolParam
 from pydantic import TypeAdapter, ValidationError
@@ -24,18 +25,21 @@ from rejoinder.api.errors import from_validation_error
 from rejoinder.errors import InvalidRequest
 from rejoinder.tools.grammar import GrammarError, compile_grammar
 
-SERVED = ("function", "mcp")
-# Declared by Codex on every request; until a search provider serves them they change nothing.
+# Served: the kinds of the server's ToolKinds (tools/registry.py). Declared by Codex on every
+# request; until a search provider serves them they change nothing:
 NOT_OFFERED = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
 # Client-executed kinds whose declarations are checked; served once their modules land.
 CHECKED_NOT_SERVED = ("custom", "namespace", "tool_search", "apply_patch", "shell", "local_shell")
+
+if TYPE_CHECKING:
+    from rejoinder.tools.registry import ToolKinds
+
 # Each tool type the SDK defines, by its ``type`` value.
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     kind: TypeAdapter(member)
     for member in typing.get_args(ToolParam)
     for kind in typing.get_args(typing.get_type_hints(member)["type"])
 }
-_ECHOED_KEYS = {"function": ("type", "name", "description", "parameters", "strict")}
 
 
 log = logging.getLogger(__name__)
@@ -49,11 +53,6 @@ def _not_offered(kind: str) -> None:
         _told_not_offered = True
         log.info("a request declares '%s': no search provider is configured, so the tool is accepted and not "
                  "offered to the model (docs/tools.md)", kind)
-
-
-def _as_given(kind: str, tool: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI accepts a function tool without ``strict``/``parameters``; the SDK types mark them required."""
-    return {"strict": None, "parameters": None, **tool} if kind == "function" else tool
 
 
 def _not_available(kind: str, param: str) -> InvalidRequest:
@@ -83,7 +82,7 @@ def _check_declaration(kind: str, tool: dict[str, Any], param: str) -> None:
                 check_custom(inner, f"{param}.tools[{j}]")
 
 
-def validate_tools(tools: list[Any]) -> list[dict[str, Any]]:
+def validate_tools(tools: list[Any], kinds: ToolKinds) -> list[dict[str, Any]]:
     """The tools as echoed in the Response; a 400 for a malformed tool or a type this server does not run."""
     echoed = []
     for i, tool in enumerate(tools):
@@ -96,19 +95,21 @@ def validate_tools(tools: list[Any]) -> list[dict[str, Any]]:
             raise InvalidRequest(
                 f"Invalid value: '{kind}'. Supported values are: {', '.join(repr(k) for k in _ADAPTERS)}.",
                 param=f"tools[{i}].type", code="invalid_value")
+        served = kinds.get(kind)
         try:
-            adapter.validate_python(_as_given(kind, tool))
+            adapter.validate_python(served.as_given(tool) if served is not None else tool)
         except ValidationError as exc:
             raise from_validation_error(exc, f"tools[{i}]") from exc
+        if served is not None:
+            echoed.append(served.echo(tool))
+            continue
         if kind in CHECKED_NOT_SERVED:
             _check_declaration(kind, tool, f"tools[{i}]")
             raise InvalidRequest(
-                f"Tool type '{kind}' is not supported by this server yet. Supported: {', '.join(SERVED)}.",
+                f"Tool type '{kind}' is not supported by this server yet. Supported: {', '.join(kinds.types)}.",
                 param=f"tools[{i}].type", code="unsupported_value")
-        if kind not in SERVED and kind not in NOT_OFFERED:
+        if kind not in NOT_OFFERED:
             raise _not_available(kind, f"tools[{i}].type")
-        if kind in NOT_OFFERED:
-            _not_offered(kind)
-        keys = _ECHOED_KEYS.get(kind)
-        echoed.append({**dict.fromkeys(keys), **tool} if keys else tool)
+        _not_offered(kind)
+        echoed.append(tool)
     return echoed

@@ -11,12 +11,19 @@ template needs beyond this is ``backends/chat_templates.py``'s.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rejoinder.errors import InvalidRequest
-
-DENIED_TEXT = "The user denied this tool call."
+from rejoinder.item_types import (
+    ItemType,
+    ReplayCall,
+    Replayed,
+    ReplayMessage,
+    ReplayOutput,
+    ReplayScope,
+    missing_output,
+    orphan_output,
+)
 
 
 def _text_parts(content: Any) -> str:
@@ -65,21 +72,6 @@ def _user_content(content: Any) -> Any:
     return parts
 
 
-def _tool_output_text(output: Any) -> str:
-    if isinstance(output, str):
-        return output
-    return _text_parts(output) if isinstance(output, list) else json.dumps(output)
-
-
-def _mcp_result_text(item: dict[str, Any]) -> str:
-    if item.get("error"):
-        err = item["error"]
-        if isinstance(err, dict):
-            return "Error: " + str(err.get("message") or err.get("content") or json.dumps(err))
-        return f"Error: {err}"
-    return item.get("output") or ""
-
-
 class _Step:
     """One assistant message's tool calls, waiting for their results.
 
@@ -101,31 +93,31 @@ class _Transcript:
     tool calls are followed directly by their results, in call order; anything the client put
     between a call and its output follows the outputs, in the client's order."""
 
-    def __init__(self, names: dict[tuple[str, str], str]):
-        self.names = names
+    def __init__(self, scope: ReplayScope, item_types: dict[str, ItemType]):
+        self.scope = scope
+        self.item_types = item_types
         self.messages: list[dict[str, Any]] = []
         self.step: _Step | None = None  # invariant: a step with no result missing is still open
-        self.approvals: dict[str, dict[str, Any]] = {}
-        self.seen: set[str] = set()  # function call ids, in the client's order
+        self.seen: set[str] = set()  # ids of calls the client answers, in the client's order
 
     def feed(self, item: dict[str, Any]) -> None:
-        kind = item.get("type", "message")
+        entry = self.item_types.get(item.get("type", "message"))
+        form = entry.replay(item, self.scope) if entry is not None else None
         step = self.step
-        if kind == "message":
+        if isinstance(form, ReplayMessage):
             if step is not None:
                 if step.missing:
                     step.open = False
                     step.held.append(item)
                     return
                 self._close()
-            self.messages.append(_message(item))
-        elif kind == "function_call_output":
-            call_id = item["call_id"]
+            self.messages.append(form.message)
+        elif isinstance(form, ReplayOutput):
+            call_id = form.call_id
             if call_id not in self.seen:
-                raise InvalidRequest(f"No tool call found for function call output with call_id {call_id}.",
-                                     param="input", code="invalid_function_call_output")
+                raise orphan_output(call_id)
             if step is not None and step.results.get(call_id, "") is None:
-                step.results[call_id] = _tool_output_text(item.get("output"))
+                step.results[call_id] = form.text
                 step.missing -= 1
                 step.open = False
                 if not step.missing:
@@ -134,33 +126,15 @@ class _Transcript:
                 step.held.append(item)  # its call is among the held items, or it answers twice
             else:
                 self._close()  # an output for a call already answered: the first one answered it
-        else:
-            call = self._call_of(kind, item)
-            if call is None:
-                return  # mcp_list_tools, reasoning, approval requests and approvals, references
+        elif isinstance(form, ReplayCall):
+            if form.result is None:
+                self.seen.add(form.call_id)
             if step is None:
                 step = self._new_step()
             elif not step.open:
                 step.held.append(item)  # it waits for the outputs of the calls before it
                 return
-            self._add_call(step, *call)
-
-    def _call_of(self, kind: str, item: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
-        """(call id, name, arguments, result if the server has it) of an item that is a tool call."""
-        if kind == "function_call":
-            self.seen.add(item["call_id"])
-            return item["call_id"], item["name"], item.get("arguments", ""), None
-        if kind == "mcp_call":
-            name = self.names.get((item["server_label"], item["name"]), item["name"])
-            return item["id"], name, item.get("arguments", ""), _mcp_result_text(item)
-        if kind == "mcp_approval_request":
-            self.approvals[item["id"]] = item
-        elif kind == "mcp_approval_response" and not item.get("approve"):
-            request = self.approvals.get(item["approval_request_id"])
-            if request is not None:
-                name = self.names.get((request["server_label"], request["name"]), request["name"])
-                return request["id"], name, request.get("arguments", ""), DENIED_TEXT
-        return None
+            self._add_call(step, form)
 
     def _new_step(self) -> _Step:
         """Calls made in the same turn as a text answer belong to that assistant message."""
@@ -174,11 +148,12 @@ class _Transcript:
         self.step = _Step(message)
         return self.step
 
-    def _add_call(self, step: _Step, call_id: str, name: str, arguments: str, result: str | None) -> None:
+    def _add_call(self, step: _Step, call: ReplayCall) -> None:
+        call_id, result = call.call_id, call.result
         if call_id in step.results:
             return  # the same call twice in one turn: it is one call
         step.message["tool_calls"].append(
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments or "{}"}})
+            {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments or "{}"}})
         step.results[call_id] = result
         if result is None:
             step.missing += 1
@@ -197,8 +172,7 @@ class _Transcript:
         while self.step is not None:
             if self.step.missing:
                 call_id = next(c for c, text in self.step.results.items() if text is None)
-                raise InvalidRequest(f"No tool output found for function call {call_id}.", param="input",
-                                     code="missing_function_call_output")
+                raise missing_output(call_id)
             self._close()
         return self.messages
 
@@ -210,17 +184,37 @@ def _message(item: dict[str, Any]) -> dict[str, Any]:
     return {"role": "system" if role == "developer" else role, "content": _user_content(item.get("content", ""))}
 
 
+def _replay_message(item: dict[str, Any], scope: ReplayScope) -> Replayed:
+    return ReplayMessage(_message(item))
+
+
+# The engine's own item types; each tool kind adds its own (tools/registry.py holds the table).
+CORE_ITEM_TYPES = (
+    ItemType("message", "msg", _replay_message),
+    ItemType("reasoning", "rs"),
+    ItemType("item_reference", "item"),
+    ItemType("web_search_call", "ws"),
+    ItemType("file_search_call", "fs"),
+)
+
+
 def build_messages(
     items: list[dict[str, Any]],
     instructions: str | None,
-    model_name_for_tool: dict[tuple[str, str], str] | None = None,
+    aliases: dict[tuple[str, str], str] | None = None,
+    item_types: dict[str, ItemType] | None = None,
 ) -> list[dict[str, Any]]:
     """Chat messages for ``items`` (the whole context, oldest first), with ``instructions`` first.
 
-    ``model_name_for_tool`` maps (server_label, tool name) to the name the model sees for MCP tools.
+    ``aliases`` maps (namespace, tool name) to the name the model sees (``Toolset.aliases``);
+    ``item_types``: the server's item table (``ToolKinds.item_types``; the built-in one by default).
     The items themselves are not changed: only what goes to the backend is ordered.
     """
-    transcript = _Transcript(model_name_for_tool or {})
+    if item_types is None:
+        from rejoinder.tools.registry import BUILTIN  # the registry imports this module
+
+        item_types = BUILTIN.item_types
+    transcript = _Transcript(ReplayScope(aliases or {}), item_types)
     if instructions:
         transcript.messages.append({"role": "system", "content": instructions})
     for item in items:

@@ -247,107 +247,16 @@ class ResponseState:
         )
         return [done, self.item_done(index)]
 
-    # -- function calls (client-side) --------------------------------------------------------
+    # -- events of a tool's own items (tools/: each kind makes its items' events through these) ----
 
-    def function_call_start(self, call_id: str, name: str) -> tuple[int, Event]:
-        item = {"id": new_item_id("function_call"), "type": "function_call", "status": "in_progress",
-                "call_id": call_id, "name": name, "arguments": ""}
-        return self.add_item(item)
+    def event(self, kind: type[BaseModel], type_: str, **fields: Any) -> Event:
+        """An event of SDK class ``kind``, numbered now."""
+        return _ev(kind, type=type_, sequence_number=self._n(), **fields)
 
-    def function_call_delta(self, index: int, delta: str) -> Event:
-        item = self.output[index]
-        item["arguments"] += delta
-        return _ev(T.ResponseFunctionCallArgumentsDeltaEvent,
-            type="response.function_call_arguments.delta", sequence_number=self._n(), item_id=item["id"],
-            output_index=index, delta=delta,
-        )
-
-    def function_call_done(self, index: int) -> list[Event]:
-        item = self.output[index]
-        item["status"] = "completed"
-        done = _ev(T.ResponseFunctionCallArgumentsDoneEvent,
-            type="response.function_call_arguments.done", sequence_number=self._n(), item_id=item["id"],
-            output_index=index, arguments=item["arguments"],
-        )
-        return [done, self.item_done(index)]
-
-    # -- MCP ---------------------------------------------------------------------------------
-
-    def mcp_list_tools_start(self, server_label: str) -> tuple[int, list[Event]]:
-        item = {"id": new_item_id("mcp_list_tools"), "type": "mcp_list_tools", "server_label": server_label,
-                "tools": []}
-        index, added = self.add_item(item)
-        progress = _ev(T.ResponseMcpListToolsInProgressEvent,
-            type="response.mcp_list_tools.in_progress", sequence_number=self._n(), item_id=item["id"],
-            output_index=index,
-        )
-        return index, [added, progress]
-
-    def mcp_list_tools_done(self, index: int, tools: list[dict[str, Any]] | None, error: str | None) -> list[Event]:
-        item = self.output[index]
-        if error is None:
-            item["tools"] = tools or []
-            end: Event = _ev(T.ResponseMcpListToolsCompletedEvent,
-                type="response.mcp_list_tools.completed", sequence_number=self._n(), item_id=item["id"],
-                output_index=index,
-            )
-        else:
-            item["error"] = error
-            end = _ev(T.ResponseMcpListToolsFailedEvent,
-                type="response.mcp_list_tools.failed", sequence_number=self._n(), item_id=item["id"],
-                output_index=index,
-            )
-        return [end, self.item_done(index)]
-
-    def mcp_call_start(self, server_label: str, name: str, approval_request_id: str | None = None,
-                       arguments: str = "") -> tuple[int, Event]:
-        item: dict[str, Any] = {"id": new_item_id("mcp_call"), "type": "mcp_call", "server_label": server_label,
-                                "name": name, "arguments": arguments, "status": "in_progress",
-                                "output": None, "error": None}
-        if approval_request_id:
-            item["approval_request_id"] = approval_request_id
-        return self.add_item(item)
-
-    def mcp_call_delta(self, index: int, delta: str) -> Event:
-        item = self.output[index]
-        item["arguments"] += delta
-        return _ev(T.ResponseMcpCallArgumentsDeltaEvent,
-            type="response.mcp_call_arguments.delta", sequence_number=self._n(), item_id=item["id"],
-            output_index=index, delta=delta,
-        )
-
-    def mcp_call_arguments_done(self, index: int) -> list[Event]:
-        item = self.output[index]
-        return [
-            _ev(T.ResponseMcpCallArgumentsDoneEvent,
-                type="response.mcp_call_arguments.done", sequence_number=self._n(), item_id=item["id"],
-                output_index=index, arguments=item["arguments"],
-            ),
-            _ev(T.ResponseMcpCallInProgressEvent,
-                type="response.mcp_call.in_progress", sequence_number=self._n(), item_id=item["id"],
-                output_index=index,
-            ),
-        ]
-
-    def mcp_call_done(self, index: int, output: str | None, error: dict[str, Any] | None) -> list[Event]:
-        item = self.output[index]
-        if error is None:
-            item.update(status="completed", output=output)
-            end: Event = _ev(T.ResponseMcpCallCompletedEvent,
-                type="response.mcp_call.completed", sequence_number=self._n(), item_id=item["id"], output_index=index,
-            )
-        else:
-            item.update(status="failed", error=error)
-            end = _ev(T.ResponseMcpCallFailedEvent,
-                type="response.mcp_call.failed", sequence_number=self._n(), item_id=item["id"], output_index=index,
-            )
-        return [end, self.item_done(index)]
-
-    def mcp_approval_request(self, server_label: str, name: str, arguments: str) -> list[Event]:
-        item = {"id": new_item_id("mcp_approval_request"), "type": "mcp_approval_request",
-                "server_label": server_label, "name": name, "arguments": arguments}
-        index, added = self.add_item(item)
-        return [added, self.item_done(index)]
+    def item_event(self, kind: type[BaseModel], type_: str, index: int, **fields: Any) -> Event:
+        """An event about the output item at ``index``: its ``item_id`` and ``output_index`` filled in."""
+        return _ev(kind, type=type_, sequence_number=self._n(), item_id=self.output[index]["id"], output_index=index,
+                   **fields)
 
     # -- errors ------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The agentic loop: infer -> emit items -> run server-side tools -> infer again.
 
-It stops on a final message, a client-side function call, an approval request, the token limit
-or the iteration guard. The response (with its conversation append) is committed before the
+It stops on a final message, a call the client answers (a client tool's call, an approval
+request), the token limit or the iteration guard. What a call is and how it runs belongs to its
+tool kind (tools/interface.py): the loop only asks the request's ``Toolset``. The response (with
+its conversation append) is committed before the
 terminal event is yielded.
 
 Events travel in batches: a backend yields the chunks that arrived together, and every event they
@@ -12,7 +14,6 @@ more than making them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,8 +28,7 @@ from rejoinder.engine.upstream import stream_step
 from rejoinder.errors import APIError, BackendError
 from rejoinder.ids import new_id
 from rejoinder.observability.hooks import RunObserver
-from rejoinder.tools.mcp_client import McpResult
-from rejoinder.tools.toolset import ServerTool, resolve_tool_choice
+from rejoinder.tools.interface import CallEnv, ModelCall
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class _Call:
     call_id: str
     name: str = ""
     arguments: str = ""
-    kind: str = ""  # "" until named, then "function" | "mcp" | "approval" | "ignored"
-    output_index: int = -1
-    tool: ServerTool | None = None
+    handler: ModelCall | None = None  # once named: its tool's call (tools/interface.py)
+    ignored: bool = False  # dropped: a second call under parallel_tool_calls=false, or over the budget
+    over_budget: bool = False  # a server call dropped because max_tool_calls was reached
     closed: bool = False
 
 
@@ -52,7 +52,7 @@ class _Turn:
     """What one inference step produced."""
 
     finish_reason: str | None = None
-    calls: list[_Call] = field(default_factory=list)
+    calls: list[ModelCall] = field(default_factory=list)
     over_budget: bool = False  # a server-side call was dropped because max_tool_calls was reached
 
 
@@ -76,6 +76,7 @@ class ResponseRun:
         self.max_iterations = max_iterations
         self.observer = observer  # metrics and spans: first token, backend and tool calls, the end
         self.state = ResponseState(plan.response)
+        self.env = CallEnv(self.state, observer, plan.response_id)
         self._message: int | None = None  # output index of the open message item
         self._reasoning: int | None = None
         self._calls: dict[int, _Call] = {}
@@ -98,16 +99,16 @@ class ResponseRun:
         first: asyncio.Future[list[Event]] | None = None
         head: list[Event] = []
         try:
-            if not self.plan.approved:
+            if not self.plan.toolset.resumes:
                 # The model's request leaves first: the head events are made, and the start row
                 # written, while the upstream works. Its answer waits for them (``_hold``): if the
                 # write fails, no event beyond the head exists, and the failure follows it in
-                # sequence. (Approved MCP calls run before the model and make events at once: no
-                # head start for those.)
+                # sequence. (Calls resumed from the input run before the model and make events at
+                # once: no head start for those.)
                 self._hold = asyncio.Event()
                 first = asyncio.ensure_future(anext(work))
                 await let_run(first)
-            head = [st.created(), st.in_progress(), *self._listings()]
+            head = [st.created(), st.in_progress(), *self.plan.toolset.head(self.env)]
             try:
                 await self.persistence.started(self.plan)
             except BaseException:
@@ -157,7 +158,7 @@ class ResponseRun:
             if first is not None:
                 await cancel_task(first)  # the run was cancelled while it waited
             await work.aclose()
-            self.plan.sessions.close_soon()
+            self.plan.toolset.close_soon()
             self.observer.finished(st.response["status"])
 
     async def _until_accepted(self, first: asyncio.Future[list[Event]]) -> None:
@@ -172,38 +173,53 @@ class ResponseRun:
         """Everything between ``in_progress`` and the terminal event."""
         if not self.plan.generate:
             return
-        async for batch in self._run_approved():
+        async for batch in self._run_resumed():
             yield batch
         async for batch in self._iterate():
             yield batch
 
-    # -- MCP tool listings and approved calls -------------------------------------------------
+    # -- calls the input released, and running server calls ----------------------------------
 
-    def _listings(self) -> list[Event]:
-        events: list[Event] = []
-        for label, tools in self.plan.fresh_listings.items():
-            index, started = self.state.mcp_list_tools_start(label)
-            events.extend(started)
-            events.extend(self.state.mcp_list_tools_done(index, tools, None))
-        return events
-
-    async def _run_approved(self) -> AsyncIterator[list[Event]]:
-        """Calls the client approved in this request's input run before the model is asked again."""
-        st = self.state
-        to_run: list[tuple[int, ServerTool | None]] = []
-        events: list[Event] = []
-        for request in self.plan.approved:
-            label, name = request["server_label"], request["name"]
-            index, added = st.mcp_call_start(label, name, approval_request_id=request["id"])
-            events.append(added)
-            if request.get("arguments"):
-                events.append(st.mcp_call_delta(index, request["arguments"]))
-            events += st.mcp_call_arguments_done(index)
-            to_run.append((index, self.plan.toolset.find_server_tool(label, name)))
-        if to_run:
+    async def _run_resumed(self) -> AsyncIterator[list[Event]]:
+        """Server calls this request's input released (approved) run before the model is asked again."""
+        events, calls = self.plan.toolset.resumed(self.env)
+        if calls:
             yield events
-            self._server_calls += len(to_run)
-            yield await self._run_mcp_calls(to_run)
+            self._server_calls += len(calls)
+            async for batch in self._run_calls(calls):
+                yield batch
+
+    async def _run_calls(self, calls: list[ModelCall]) -> AsyncIterator[list[Event]]:
+        """Run server calls concurrently; their events reach the client in output order, numbered in
+        the order they leave (a later call that finished first made its events with higher
+        numbers than it gets)."""
+        if len(calls) == 1:
+            async for batch in calls[0].run():
+                yield batch
+            return
+        queues: list[asyncio.Queue[list[Event] | None]] = [asyncio.Queue() for _ in calls]
+
+        async def pump(call: ModelCall, queue: asyncio.Queue[list[Event] | None]) -> None:
+            try:
+                async for batch in call.run():
+                    queue.put_nowait(batch)
+            finally:
+                queue.put_nowait(None)
+
+        tasks = [asyncio.ensure_future(pump(call, queue)) for call, queue in zip(calls, queues, strict=True)]
+        seq = self.state.seq + 1  # the number of the next event to leave
+        try:
+            for task, queue in zip(tasks, queues, strict=True):
+                while (batch := await queue.get()) is not None:
+                    out = []
+                    for event in batch:
+                        out.append(event if event.sequence_number == seq else event.renumbered(seq))
+                        seq += 1
+                    yield out
+                task.result()  # a call that raised
+        finally:
+            for task in tasks:
+                await cancel_task(task)
 
     # -- inference steps ---------------------------------------------------------------------
 
@@ -221,11 +237,12 @@ class ResponseRun:
             if turn.finish_reason == "content_filter":
                 self.state.response["incomplete_details"] = {"reason": "content_filter"}
                 return
-            to_run = [(c.output_index, c.tool) for c in turn.calls if c.kind == "mcp"]
+            to_run = [c for c in turn.calls if c.on_server]
             if to_run:
-                yield await self._run_mcp_calls(to_run)
-            if any(c.kind in ("function", "approval") for c in turn.calls):
-                return  # the client acts next: it runs its functions or answers the approvals
+                async for batch in self._run_calls(to_run):
+                    yield batch
+            if any(not c.on_server for c in turn.calls):
+                return  # the client acts next: it runs its tools or answers the approvals
             if not to_run and not turn.over_budget:
                 return  # a final answer
         self.state.response["incomplete_details"] = {"reason": "max_messages"}
@@ -238,10 +255,10 @@ class ResponseRun:
         reached, server-side tools are no longer offered.
         """
         toolset = self.plan.toolset
-        choice, only = resolve_tool_choice(self.plan.params.get("tool_choice"), toolset)
+        choice, only = toolset.resolve_choice(self.plan.params.get("tool_choice"))
         if not self._budget_left():
-            functions = set(toolset.functions)
-            only = functions if only is None else only & functions
+            client = toolset.client_names()
+            only = client if only is None else only & client
         if self._server_calls and choice not in (None, "none"):
             choice = None
         tools = toolset.chat_tools(only)
@@ -250,7 +267,8 @@ class ResponseRun:
     async def _infer(self, turn: _Turn) -> AsyncIterator[list[Event]]:
         plan = self.plan
         items = [*plan.history, *plan.input_items, *self.state.output]
-        messages = build_messages(items, plan.params.get("instructions"), plan.toolset.model_names())
+        messages = build_messages(items, plan.params.get("instructions"), plan.toolset.aliases(),
+                                  plan.toolset.item_types)
         tools, choice = self._offered_tools()
         self._calls = {}
         self._open_call = None
@@ -268,15 +286,12 @@ class ResponseRun:
                     yield events
         events = self._close_open_items(status="incomplete" if turn.finish_reason == "length" else "completed")
         for call in self._calls.values():
-            if call.kind == "":
+            if call.handler is None and not call.ignored:
                 log.warning("response %s: dropped a tool call the model never named", plan.response_id)
-            elif call.kind == "ignored" and call.tool is not None:
-                turn.over_budget = True
-        turn.calls = [c for c in self._calls.values() if c.kind not in ("", "ignored")]
-        for call in turn.calls:
-            if call.kind == "approval" and call.tool is not None:
-                events += self.state.mcp_approval_request(call.tool.server.server_label, call.tool.name,
-                                                          call.arguments or "{}")
+            turn.over_budget = turn.over_budget or call.over_budget
+        turn.calls = [c.handler for c in self._calls.values() if c.handler is not None]
+        for handler in turn.calls:
+            events += handler.end_of_step()
         if events:
             yield events
 
@@ -325,68 +340,42 @@ class ResponseRun:
             self._calls[delta.index] = call
             self._open_call = call
             if self.plan.params.get("parallel_tool_calls") is False and len(self._calls) > 1:
-                call.kind = "ignored"  # the backend ignored parallel_tool_calls=false: keep the first
+                call.ignored = True  # the backend ignored parallel_tool_calls=false: keep the first
         elif call.closed:
             log.warning("response %s: dropped a late fragment of tool call %s", self.plan.response_id,
                         call.call_id)
             return events
-        if delta.call_id and call.kind == "":
+        named = call.handler is not None or call.ignored
+        if delta.call_id and not named:
             call.call_id = delta.call_id
         if delta.name:
             call.name += delta.name
         call.arguments += delta.arguments
-        if call.kind == "" and call.name and (delta.arguments or delta.name is None):
+        if not named and call.name and (delta.arguments or delta.name is None):
             events += self._start_call(call)
-        elif call.kind and delta.arguments:
-            events += self._call_delta(call, delta.arguments)
+        elif call.handler is not None and delta.arguments:
+            events += call.handler.delta(delta.arguments)
         return events
 
     def _start_call(self, call: _Call) -> list[Event]:
-        """Decide the item type once the name is known, before ``output_item.added``.
-
-        A name that is no MCP tool of the request (a function tool, or one the model invented)
-        is a client-side ``function_call``.
-        """
-        st = self.state
-        tool = self.plan.toolset.server_tools.get(call.name)
-        if tool is not None:
-            call.tool = tool
-            if tool.needs_approval():
-                call.kind = "approval"  # emitted as an approval request once complete
-                return []
+        """Decide the item type once the name is known, before ``output_item.added``: the tool the
+        name belongs to makes it (a name no tool of the request has is the fallback kind's)."""
+        offer = self.plan.toolset.offer(call.name)
+        if offer.on_server():
             if not self._budget_left():
-                call.kind = "ignored"
+                call.ignored = call.over_budget = True
                 return []
             self._server_calls += 1
-            call.kind = "mcp"
-            call.output_index, added = st.mcp_call_start(tool.server.server_label, tool.name)
-        else:
-            call.kind = "function"
-            call.output_index, added = st.function_call_start(call.call_id, call.name)
-            self.observer.tool_called("function")
-        return [added, *self._call_delta(call, call.arguments)] if call.arguments else [added]
-
-    def _call_delta(self, call: _Call, text: str) -> list[Event]:
-        if call.kind == "function":
-            return [self.state.function_call_delta(call.output_index, text)]
-        if call.kind == "mcp":
-            return [self.state.mcp_call_delta(call.output_index, text)]
-        return []
+        call.handler, events = offer.begin(self.env, call.call_id)
+        return events + call.handler.delta(call.arguments) if call.arguments else events
 
     def _close_call(self) -> list[Event]:
         call, self._open_call = self._open_call, None
         if call is None:
             return []
         call.closed = True
-        events = self._start_call(call) if call.kind == "" and call.name else []
-        if call.kind in ("function", "mcp"):
-            item = self.state.output[call.output_index]
-            if not item["arguments"]:
-                item["arguments"] = "{}"  # nothing arrived: an empty object, as the backend would need
-            if call.kind == "function":
-                return events + self.state.function_call_done(call.output_index)
-            return events + self.state.mcp_call_arguments_done(call.output_index)
-        return events
+        events = self._start_call(call) if call.handler is None and not call.ignored and call.name else []
+        return events + call.handler.done() if call.handler is not None else events
 
     def _close_message(self, status: str = "completed") -> list[Event]:
         index, self._message = self._message, None
@@ -400,34 +389,3 @@ class ResponseRun:
 
     def _close_open_items(self, status: str) -> list[Event]:
         return self._close_reasoning() + self._close_message(status) + self._close_call()
-
-    # -- running MCP calls -------------------------------------------------------------------
-
-    async def _call_mcp(self, tool: ServerTool | None, arguments: str, label: str) -> McpResult:
-        if tool is None:
-            return McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
-                                    "message": f"The tool is not offered by MCP server '{label}' in this request."})
-        try:
-            args = json.loads(arguments or "{}")
-            if not isinstance(args, dict):
-                raise ValueError("arguments must be a JSON object")
-        except ValueError:
-            return McpResult(None, {"type": "mcp_protocol_error", "code": -32602,
-                                    "message": "The tool arguments are not a valid JSON object."})
-        with self.observer.tool_call("mcp", tool.name) as observed:
-            result = await self.plan.sessions.call_tool(tool.server, tool.name, args)
-            if result.error is not None:
-                observed.failed(str(result.error.get("type", "error")))
-        return result
-
-    async def _run_mcp_calls(self, calls: list[tuple[int, ServerTool | None]]) -> list[Event]:
-        """Run the calls (output index, tool) concurrently; report them in output order."""
-        output = self.state.output
-        results = await asyncio.gather(
-            *(self._call_mcp(tool, output[index]["arguments"], output[index]["server_label"])
-              for index, tool in calls)
-        )
-        events: list[Event] = []
-        for (index, _), result in zip(calls, results, strict=True):
-            events += self.state.mcp_call_done(index, result.output, result.error)
-        return events

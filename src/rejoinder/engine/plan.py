@@ -7,7 +7,6 @@ from typing import Any
 
 from rejoinder.backends.base import Admission, ModelRoute
 from rejoinder.tenant import Tenant
-from rejoinder.tools.mcp_client import McpSessions
 from rejoinder.tools.toolset import Toolset
 
 
@@ -20,10 +19,7 @@ class RunPlan:
     params: dict[str, Any]  # the validated request
     history: list[dict[str, Any]]  # earlier items (previous_response_id chain or conversation)
     input_items: list[dict[str, Any]]  # this turn's input, ids assigned
-    toolset: Toolset
-    sessions: McpSessions
-    fresh_listings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # label -> tools, listed now
-    approved: list[dict[str, Any]] = field(default_factory=list)  # approval requests approved in this input
+    toolset: Toolset  # the request's tools, prepared (tools/toolset.py)
     store: bool = True
     conversation_id: str | None = None
     kept_request: dict[str, Any] | None = None  # what of the request is stored with it (client_metadata)

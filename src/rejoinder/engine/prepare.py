@@ -2,13 +2,13 @@
 
 Everything that can be the client's fault is found here and reported as a 4xx: an unknown
 ``previous_response_id`` or conversation, a tool output without its call, an approval without
-its request, an unreachable MCP server (424, as OpenAI answers).
+its request, a tool that cannot be prepared (a tool server out of reach: 424, as OpenAI answers).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rejoinder.api.create_response import CreateResponse
 from rejoinder.api.items import normalize_item
@@ -16,17 +16,16 @@ from rejoinder.backends.registry import ModelRegistry
 from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import new_response_id
 from rejoinder.engine.plan import RunPlan
-from rejoinder.errors import APIError, InvalidRequest, not_found
+from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.request_context import RequestContext
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
-from rejoinder.tools.mcp_client import McpSessions, McpUnavailable
-from rejoinder.tools.toolset import Toolset, resolve_tool_choice
+from rejoinder.tools.interface import Preparation
+from rejoinder.tools.registry import ToolKinds
+from rejoinder.tools.toolset import Toolset
 
-
-class FailedDependency(APIError):
-    status = 424
-    type = "external_connector_error"
+if TYPE_CHECKING:
+    from rejoinder.config import Settings
 
 
 def conversation_id_of(req: CreateResponse) -> str | None:
@@ -69,24 +68,6 @@ def _new_to_conversation(items: list[dict[str, Any]], known: dict[str, dict[str,
         seen.add(item["id"])
         out.append(item)
     return out
-
-
-def _approved_requests(items: list[dict[str, Any]], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    approved = []
-    for i, item in enumerate(items):
-        if item["type"] != "mcp_approval_response":
-            continue
-        request = known.get(item["approval_request_id"])
-        if request is None or request.get("type") != "mcp_approval_request":
-            raise InvalidRequest(
-                f"No approval request found with id '{item['approval_request_id']}'.",
-                param=f"input[{i}].approval_request_id", code="invalid_approval_response",
-            )
-        if item.get("approve"):
-            approved.append(request)
-    answered = {r["approval_request_id"] for r in items if r["type"] == "mcp_approval_response"}
-    already_run = {c.get("approval_request_id") for c in known.values() if c.get("type") == "mcp_call"}
-    return [r for r in approved if r["id"] in answered and r["id"] not in already_run]
 
 
 def _reasoning_echo(reasoning: dict[str, Any]) -> dict[str, Any]:
@@ -148,16 +129,18 @@ async def prepare(
     registry: ModelRegistry,
     responses: ResponseStore,
     conversations: ConversationStore,
-    mcp_timeout: float,
+    tools: ToolKinds,
+    settings: Settings,
     response_id: str | None = None,
-    listed: dict[str, list[dict[str, Any]]] | None = None,
+    kept: dict[str, Any] | None = None,
     chain: list[dict[str, Any]] | None = None,
     generate: bool = True,
 ) -> RunPlan:
-    """Everything decided before the first event, every 4xx included. ``listed``: MCP tool
-    listings made when a queued background job was accepted, used instead of listing again.
-    ``chain``: the items of ``previous_response_id``'s chain when the caller holds them (a
-    WebSocket's store=false responses), instead of reading the store. ``generate``: see RunPlan."""
+    """Everything decided before the first event, every 4xx included. ``kept``: what the tools'
+    preparation kept when a queued background job was accepted (``Toolset.kept``), used instead
+    of preparing again. ``chain``: the items of ``previous_response_id``'s chain when the caller
+    holds them (a WebSocket's store=false responses), instead of reading the store. ``generate``:
+    see RunPlan."""
     tenant = context.tenant
     route = registry.resolve(req.model)
     conversation_id = conversation_id_of(req)
@@ -179,41 +162,20 @@ async def prepare(
     if conversation_id:
         input_items = _new_to_conversation(input_items, known)
     known.update({item["id"]: item for item in input_items})
-    approved = _approved_requests(input_items, known)
-    build_messages([*history, *input_items], None)  # a tool output without its call is a 400 now
+    toolset = Toolset.from_request(req.tools, tools, settings)
+    prep = Preparation(history, input_items, kept, known)
+    toolset.read_input(prep)  # an approval without its request is a 400 now
+    build_messages([*history, *input_items], None, None, tools.item_types)  # so is a tool output without its call
 
     params = req.model_dump(exclude_none=True)
     params["tools"] = req.tools
-    toolset = Toolset.from_request(req.tools)
-    sessions = McpSessions(mcp_timeout)
-    fresh: dict[str, list[dict[str, Any]]] = {}
     try:
-        for label, server in toolset.servers.items():
-            earlier = [i for i in reversed([*history, *input_items])
-                       if i.get("type") == "mcp_list_tools" and i.get("server_label") == label and not i.get("error")]
-            if earlier:
-                toolset.add_listing(label, earlier[0]["tools"])
-                continue
-            if listed is not None and label in listed:
-                fresh[label] = listed[label]
-                toolset.add_listing(label, listed[label])
-                continue
-            try:
-                tools = await sessions.list_tools(server)
-            except McpUnavailable as exc:
-                raise FailedDependency(str(exc), param="tools", code="http_error") from exc
-            fresh[label] = tools
-            toolset.add_listing(label, tools)
-        resolve_tool_choice(req.tool_choice, toolset)
+        await toolset.prepare(prep)
+        toolset.resolve_choice(req.tool_choice)
+        response = _initial_response(req, response_id or new_response_id(), conversation_id)
+        admission = registry.admit(route, req, context.test_id)  # last: a refusal here must not hold a place
     except BaseException:
-        await sessions.aclose()
-        raise
-
-    response = _initial_response(req, response_id or new_response_id(), conversation_id)
-    try:  # last: a refusal here (a full line) must not hold a place in it
-        admission = registry.admit(route, req, context.test_id)
-    except BaseException:
-        await sessions.aclose()
+        await toolset.aclose()
         raise
     return RunPlan(
         response=response,
@@ -224,9 +186,6 @@ async def prepare(
         history=history,
         input_items=input_items,
         toolset=toolset,
-        sessions=sessions,
-        fresh_listings=fresh,
-        approved=approved,
         store=req.store,
         conversation_id=conversation_id,
         kept_request={"client_metadata": req.client_metadata} if req.client_metadata else None,

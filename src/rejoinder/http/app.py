@@ -41,6 +41,7 @@ from rejoinder.store.leases import LeaseStore
 from rejoinder.store.migrations import migrate
 from rejoinder.store.notify import PostgresListener
 from rejoinder.store.responses import ResponseStore
+from rejoinder.tools.registry import BUILTIN, ToolKinds
 from rejoinder.vectors import setup as vector_setup
 from rejoinder.vectors.service import VectorService
 
@@ -85,7 +86,7 @@ class Services:
         await self.db.dispose()
 
 
-async def build_services(settings: Settings, telemetry: Telemetry) -> Services:
+async def build_services(settings: Settings, telemetry: Telemetry, tools: ToolKinds = BUILTIN) -> Services:
     db = Database(settings.database_url)
     sealing = load_key_ring(settings.sealing_keys, settings.data_dir, shared_storage=db.is_postgres)
     await migrate(db)
@@ -95,7 +96,7 @@ async def build_services(settings: Settings, telemetry: Telemetry) -> Services:
     store = ResponseStore(db, lease_owner=lease_owner, lease_seconds=settings.lease_seconds)
     leases = LeaseStore(db, lease_owner, settings.lease_seconds, settings.conversation_lock_seconds)
     keeper = LeaseKeeper(leases, conversations, settings.replica_id, on_takeover=telemetry.lease_takeovers)
-    responses = ResponsesService(settings, registry, store, conversations, keeper, telemetry)
+    responses = ResponsesService(settings, registry, store, conversations, keeper, telemetry, tools)
     background = BackgroundResponses(settings, responses, leases, keeper)
     listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
     files, vectors = await vector_setup.build(settings, db, lease_owner)
@@ -103,13 +104,14 @@ async def build_services(settings: Settings, telemetry: Telemetry) -> Services:
                     listener, files, vectors)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """One pipeline for every route: FastAPI's, with the gate (limits, principal) and OpenAI's error shape."""
+def create_app(settings: Settings, tools: ToolKinds = BUILTIN) -> FastAPI:
+    """One pipeline for every route: FastAPI's, with the gate (limits, principal) and OpenAI's error shape.
+    ``tools``: the tool kinds served (tools/registry.py)."""
     telemetry = Telemetry.from_environment()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings, telemetry)
+        services = await build_services(settings, telemetry, tools)
         app.state.services = services
         await services.start()
         try:

@@ -64,7 +64,7 @@ async def create_response(request: Request) -> Response:
     services = request.app.state.services
     context: RequestContext = request.scope[CONTEXT_KEY]
     raw = parse_json_body(await request.body(), context.limits.max_json_depth)
-    req = validate_create(raw)
+    req = validate_create(raw, services.responses.tools)
     note(request.scope, model=req.model)
     if req.background:
         worker = services.background

@@ -154,7 +154,7 @@ class SocketSession:
     # -- one response ----------------------------------------------------------------------
 
     async def _run(self, create: _Create) -> None:
-        req = validate_create(create.body)
+        req = validate_create(create.body, self.service.tools)
         previous = req.previous_response_id
         chain = self.chains.get(previous) if previous else None
         try:

@@ -22,6 +22,7 @@ from rejoinder.services.leases import LeaseKeeper, RunLease
 from rejoinder.services.persistence import StorePersistence
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
+from rejoinder.tools.registry import BUILTIN, ToolKinds
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,15 @@ class ConversationLocked(InvalidRequest):
 
 class ResponsesService:
     def __init__(self, settings: Settings, registry: ModelRegistry, responses: ResponseStore,
-                 conversations: ConversationStore, leases: LeaseKeeper, telemetry: Telemetry):
+                 conversations: ConversationStore, leases: LeaseKeeper, telemetry: Telemetry,
+                 tools: ToolKinds = BUILTIN):
         self.settings = settings
         self.registry = registry
         self.responses = responses
         self.conversations = conversations
         self.leases = leases
         self.telemetry = telemetry
+        self.tools = tools  # the tool kinds this server serves
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, req: CreateResponse, context: RequestContext, *,
@@ -70,7 +73,7 @@ class ResponsesService:
                     raise ConversationLocked()
             try:
                 plan = await prepare(req, context, self.registry, self.responses, self.conversations,
-                                     self.settings.mcp_timeout, response_id, chain=chain, generate=generate)
+                                     self.tools, self.settings, response_id, chain=chain, generate=generate)
             except BaseException:
                 if conversation_id:
                     await self.conversations.unlock(conversation_id, response_id)

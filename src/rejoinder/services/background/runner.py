@@ -177,7 +177,7 @@ class Runner:
         except asyncio.CancelledError:
             if not job.started:
                 if job.run is not None:
-                    job.run.plan.sessions.close_soon()
+                    job.run.plan.toolset.close_soon()
                 if not job.cancel:  # shutting down: the job goes back to the queue
                     await asyncio.shield(self.leases.release(job.response_id))
                 job.lease.release()
@@ -192,10 +192,10 @@ class Runner:
             return None
         job.lease.conversation_id = (stored.body.get("conversation") or {}).get("id")
         try:
-            req = validate_create(stored.request)
+            req = validate_create(stored.request, self.service.tools)
             plan = await prepare(req, RequestContext.of(stored.tenant), self.service.registry, self.store,
-                                 self.service.conversations, self.settings.mcp_timeout, job.response_id,
-                                 listed=(stored.prepared or {}).get("listings"))
+                                 self.service.conversations, self.service.tools, self.settings,
+                                 job.response_id, kept=(stored.prepared or {}).get("tools"))
         except (APIError, StoreError) as exc:
             await self._fail_unstarted(stored, str(exc))
             job.lease.release()
@@ -225,7 +225,7 @@ class Runner:
         assert run is not None
         started = {**run.plan.response, "status": "in_progress"}
         if job.cancel or not await self.leases.mark_started(started):
-            await run.plan.sessions.aclose()
+            await run.plan.toolset.aclose()
             job.lease.release()
             return  # cancelled while queued
         job.started = True

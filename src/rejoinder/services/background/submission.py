@@ -48,13 +48,13 @@ class Submission:
         if plan.conversation_id and not local:  # held while it waits, with nobody to renew it
             lock = (plan.conversation_id, time.time() + self.settings.conversation_lock_seconds)
         job = QueuedJob(request=raw, events=[(0, event_json(first.created())), (1, event_json(first.queued()))],
-                        prepared={"listings": plan.fresh_listings} if plan.fresh_listings else None,
+                        prepared=_prepared(plan.toolset.kept()),
                         conversation_lock=lock)
         try:
             await self.service.responses.create(plan.response, context.tenant, plan.input_items, leased=local,
                                                 queued=job)
         except BaseException:
-            await plan.sessions.aclose()
+            await plan.toolset.aclose()
             if plan.conversation_id:
                 await self.service.conversations.unlock(plan.conversation_id, plan.response_id)
             lease.release()
@@ -66,5 +66,10 @@ class Submission:
             self.runner.run_accepted(run, lease)
         else:
             lease.release()  # the queue holds it now: whoever claims it takes a lease of its own
-            await plan.sessions.aclose()
+            await plan.toolset.aclose()
         return accepted
+
+
+def _prepared(kept: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a queued job keeps of its preparation: the tools' (an MCP server's listing, say)."""
+    return {"tools": kept} if kept else None

@@ -24,7 +24,7 @@ from mcp import ClientSession, types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from rejoinder.tools.toolset import McpServer
+from rejoinder.tools.mcp.servers import McpServer
 
 log = logging.getLogger(__name__)
 

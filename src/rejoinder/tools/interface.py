@@ -1,0 +1,203 @@
+"""What a tool kind is: the whole contract between the engine and one ``tools[].type``.
+
+The engine never names a tool type. It asks the request's ``Toolset`` (tools/toolset.py) which
+tools the model is offered and, when the model calls one, hands the call to that tool's ``Offer``;
+everything particular to a type (its declaration, its items and events, how it runs, how its items
+read back to the model) lives in one module under tools/ behind the classes below.
+
+- ``ToolKind``: one tool type (``function``, ``mcp``...), registered once in a ``ToolKinds``
+  (tools/registry.py). It checks and echoes a declaration and makes the request's ``ToolGroup``.
+  ``on_server`` says who executes its calls: the server (MCP, searches) or the client (function
+  tools and Codex's built-ins, whose call ends the turn).
+- ``ToolGroup``: every declaration of that kind in one request. It prepares them (async work before
+  the first event, every 4xx raised there), says what the model is offered (``Offer`` objects, one
+  per model-facing name), resolves a ``tool_choice`` that names its type, and may put items at the
+  head of the response or resume calls before the model is asked (an approved MCP call).
+- ``Offer``: one model-facing tool. ``begin`` turns the model's call into an item and its events,
+  returning the ``ModelCall`` that follows the call's arguments as they stream.
+- ``ModelCall``: one call the model made. A server call runs (``run``: an async iterator of event
+  batches, made through the response's ``ResponseState``); a client call's item ends the turn and the
+  client answers it with an ``*_output`` item.
+- Items read back to the model through the kind's ``ItemType`` entries (item_types.py), whose
+  ``replay`` gives each item's place in the chat transcript.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rejoinder.engine.events import Event, ResponseState
+from rejoinder.item_types import ItemType
+
+if TYPE_CHECKING:
+    from rejoinder.config import Settings
+    from rejoinder.observability.hooks import RunObserver
+
+
+@dataclass
+class CallEnv:
+    """What a tool sees of the running response: its state (to make items and events), its
+    telemetry and its id (for log lines)."""
+
+    state: ResponseState
+    observer: RunObserver
+    response_id: str
+
+
+@dataclass
+class Preparation:
+    """What a group reads while a response is prepared: the context (earlier items, this turn's
+    input) and what a queued job kept from the preparation done when it was accepted."""
+
+    history: list[dict[str, Any]]
+    input_items: list[dict[str, Any]]
+    kept: Any = None  # this kind's ``ToolGroup.kept()`` from the submission, or None
+    known: dict[str, dict[str, Any]] = field(default_factory=dict)  # every item of the context by id
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return [*self.history, *self.input_items]
+
+
+class Names:
+    """The model-facing names of one request's tools: each is claimed once, in declaration order
+    (client tools first, then server tools as they are listed)."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def claim(self, name: str) -> str:
+        self.taken.add(name)
+        return name
+
+
+class ModelCall:
+    """One tool call the model made, from its name on.
+
+    ``index`` is its item's output index (-1 while it has none). ``on_server``: the server runs
+    it (``run``); otherwise the client acts next and the turn ends after this step."""
+
+    index: int = -1
+    on_server: bool = False
+
+    def delta(self, text: str) -> list[Event]:
+        """More of the call's arguments (JSON text, as the model streams it)."""
+        return []
+
+    def done(self) -> list[Event]:
+        """The arguments are complete (the model moved on, or the step ended)."""
+        return []
+
+    def end_of_step(self) -> list[Event]:
+        """The inference step is over: items that wait for the whole step (an approval request)."""
+        return []
+
+    async def run(self) -> AsyncIterator[list[Event]]:
+        """Execute a server call, yielding its events in batches (made through the state, in order).
+        Calls of one step run concurrently; their batches reach the client in output order."""
+        raise NotImplementedError(f"{type(self).__name__} is not executed by the server")
+        yield []  # pragma: no cover  (makes this an async generator)
+
+
+class Offer(ABC):
+    """One tool the model is offered, under the (unique, legal) name it sees."""
+
+    name: str
+
+    @abstractmethod
+    def chat_tool(self) -> dict[str, Any]:
+        """The backend's tool definition (chat completions' ``tools[]`` entry), nulls dropped."""
+
+    def forced_choice(self) -> dict[str, Any]:
+        """The backend's ``tool_choice`` that forces this tool."""
+        return {"type": "function", "function": {"name": self.name}}
+
+    def on_server(self) -> bool:
+        """Whether a call to it runs on the server now (counted against ``max_tool_calls``)."""
+        return False
+
+    @abstractmethod
+    def begin(self, env: CallEnv, call_id: str) -> tuple[ModelCall, list[Event]]:
+        """The model named this tool in a call: its item starts (``output_item.added``)."""
+
+
+class ToolGroup(ABC):
+    """Every declaration of one kind in one request."""
+
+    kind: ToolKind
+
+    async def prepare(self, prep: Preparation) -> None:
+        """Work before the first event (list a server's tools...). Raises the request's 4xx."""
+        return None
+
+    def read_input(self, prep: Preparation) -> None:
+        """Check this turn's input items this kind answers for (an approval without its request: 400)."""
+        return None
+
+    @abstractmethod
+    def offers(self) -> Sequence[Offer]:
+        """What the model is offered, in declaration order."""
+
+    def choose(self, choice: dict[str, Any], param: str, allowed: bool) -> set[str]:
+        """The offered names a ``tool_choice`` naming this kind selects (``allowed``: it is one entry
+        of an ``allowed_tools`` choice, at ``param``). Raises a 400 for a choice naming nothing."""
+        raise NotImplementedError
+
+    def invented(self, name: str) -> Offer | None:
+        """The fallback kind's offer for a name the model invented (a client-side call)."""
+        return None
+
+    def aliases(self) -> dict[tuple[str, str], str]:
+        """(namespace, tool name) -> the name the model sees, for items that name tools that way."""
+        return {}
+
+    def head(self, env: CallEnv) -> list[Event]:
+        """Items made while preparing, emitted right after ``response.in_progress``."""
+        return []
+
+    def resumed(self, env: CallEnv) -> tuple[list[Event], list[ModelCall]]:
+        """Server calls this turn's input released (approvals): started now, run before the model."""
+        return [], []
+
+    @property
+    def resumes(self) -> bool:
+        """Whether ``resumed`` has calls to run."""
+        return False
+
+    def kept(self) -> Any:
+        """What a queued job keeps of the preparation (JSON), so the replica running it need not
+        repeat it; None for nothing."""
+        return None
+
+    def close_soon(self) -> None:
+        """The response ended: release what the group holds, without delaying its stream."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release what the group holds now (the response never started)."""
+        return None
+
+
+class ToolKind(ABC):
+    """One tool type the server serves."""
+
+    type: ClassVar[str]  # the declaration's ``type``
+    on_server: ClassVar[bool] = False  # the server executes its calls
+    choice_types: ClassVar[tuple[str, ...]] = ()  # ``tool_choice`` types it resolves (``ToolGroup.choose``)
+    item_types: ClassVar[tuple[ItemType, ...]] = ()  # the items its calls make and their answers
+
+    def echo(self, declaration: dict[str, Any]) -> dict[str, Any]:
+        """The declaration as the Response echoes it (every key its type has)."""
+        return declaration
+
+    def as_given(self, declaration: dict[str, Any]) -> dict[str, Any]:
+        """The declaration as the SDK's type checks it (keys OpenAI lets a client leave out)."""
+        return declaration
+
+    @abstractmethod
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, settings: Settings) -> ToolGroup:
+        """The request's tools of this kind: ``declarations`` are (param, declaration) pairs, already
+        checked against the SDK's type. Duplicates and options this server cannot honour are 400s."""

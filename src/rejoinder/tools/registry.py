@@ -1,0 +1,50 @@
+"""The tool kinds a server serves, and the table of every item type they and the engine make.
+
+``BUILTIN`` is what ``create_app`` serves by default. A new tool kind is one module (a ``ToolKind``,
+tools/interface.py) and one line: added to ``BUILTIN`` below, or given to one app with
+``create_app(settings, tools=BUILTIN.with_kinds(MyKind()))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rejoinder.engine.context import CORE_ITEM_TYPES
+from rejoinder.item_types import ItemType
+from rejoinder.tools.function import FunctionKind
+from rejoinder.tools.interface import ToolKind
+from rejoinder.tools.mcp import McpKind
+
+
+class ToolKinds:
+    """Tool kinds by ``type``, in the order their groups are made (client kinds claim their
+    model-facing names first), and ``fallback``: the kind a call to an unknown name belongs to."""
+
+    def __init__(self, kinds: Iterable[ToolKind], fallback: str = "function"):
+        self.kinds: dict[str, ToolKind] = {}
+        for kind in sorted(kinds, key=lambda k: k.on_server):  # stable: client kinds first
+            self.kinds[kind.type] = kind
+        if fallback not in self.kinds:
+            raise ValueError(f"the fallback tool kind {fallback!r} is not registered")
+        self.fallback = fallback
+        self.item_types: dict[str, ItemType] = {t.type: t for t in CORE_ITEM_TYPES}
+        for kind in self.kinds.values():
+            self.item_types.update({t.type: t for t in kind.item_types})
+
+    def with_kinds(self, *kinds: ToolKind) -> ToolKinds:
+        """These kinds too (a kind of a type already served replaces it)."""
+        merged = {**self.kinds, **{k.type: k for k in kinds}}
+        return ToolKinds(merged.values(), self.fallback)
+
+    def get(self, type_: str) -> ToolKind | None:
+        return self.kinds.get(type_)
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(self.kinds)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.kinds.values())
+
+
+BUILTIN = ToolKinds([FunctionKind(), McpKind()])
