@@ -15,9 +15,12 @@ from openai.types.responses import response_input_item_param as P
 from openai.types.responses.tool_param import ToolParam
 
 from rejoinder.api.items import ITEM_TYPES, NOT_AVAILABLE, NOT_YET
-from rejoinder.api.tools import CHECKED_NOT_SERVED, NOT_OFFERED, SERVED
+from rejoinder.api.tools import CHECKED_NOT_SERVED, NOT_OFFERED
 from rejoinder.tools.grammar import compile_grammar
+from rejoinder.tools.registry import BUILTIN
 from tests.conftest import MODEL
+
+SERVED = BUILTIN.types  # the kinds the server serves by default
 
 CODEX = json.loads((Path(__file__).parent / "fixtures" / "codex_first_request.json").read_text())
 APPLY_PATCH = next(t for t in CODEX["tools"] if t["type"] == "custom")
