@@ -131,9 +131,36 @@ def _offered(tools: list[dict[str, Any]], tool_choice: Any) -> tuple[list[dict[s
     return tools, tool_choice == "required"
 
 
+# A search result line as ``tools/file_search.py`` and ``tools/web_search.py`` write them: "[n] ... [n]".
+_RESULT_LINE = re.compile(r"^\[(\d{1,3})\] .*\[\1\]$", re.MULTILINE)
+
+
+def citable(messages: list[dict[str, Any]]) -> list[str]:
+    """The result markers of the tool results the model is answering now (the trailing tool turns)."""
+    numbers: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        content = message.get("content")
+        if isinstance(content, str):
+            numbers[:0] = _RESULT_LINE.findall(content)
+    return list(dict.fromkeys(numbers))
+
+
+def cited_text_grammar(numbers: list[str]) -> str:
+    """Free text that cites one of ``numbers`` as `` [n]`` before it may end: the small model reads
+    search results well but never copies their markers unless the grammar asks for one. Which
+    result it cites stays its choice."""
+    choices = " | ".join(f'"{n}"' for n in numbers)
+    return f'root ::= [^{{ \\t\\r\\n\\[] [^\\[\\x00]* " [" ({choices}) "]" [^\\x00]*\n'
+
+
 def plan_decoding(body: dict[str, Any], cache: GrammarCache) -> DecodePlan:
     tools, must_call = _offered(body.get("tools") or [], body.get("tool_choice"))
     fmt = format_schema(body.get("response_format"))
+    numbers = citable(body.get("messages") or []) if fmt is None else []
+    if numbers:  # an answer to search results: text that cites them (no second search)
+        return DecodePlan("text", cache.grammar(cited_text_grammar(numbers)))
     names = tuple(_function(t)["name"] for t in tools)
     if not tools:
         if fmt is None:
