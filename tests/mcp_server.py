@@ -38,6 +38,7 @@ class McpLog:
     headers: list[dict[str, str]] = field(default_factory=list)
     running: int = 0  # ``slow`` calls in flight
     max_running: int = 0  # the most ``slow`` calls ever in flight at once
+    list_delay: float = 0.0  # seconds each tool listing takes (a server slow to answer)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -46,6 +47,7 @@ class McpLog:
             self.tool_calls.clear()
             self.headers.clear()
             self.running = self.max_running = 0
+            self.list_delay = 0.0
 
     def called(self) -> list[str]:
         return [name for name, _ in self.tool_calls]
@@ -61,6 +63,8 @@ class RecordingMCPServer(MCPServer):
     async def list_tools(self) -> Any:
         with self.log._lock:
             self.log.list_calls += 1
+        if self.log.list_delay:
+            await asyncio.sleep(self.log.list_delay)
         return await super().list_tools()
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:

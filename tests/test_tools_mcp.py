@@ -245,13 +245,29 @@ def test_tool_that_raises(server: ThreadServer, upstream: FakeUpstream, mcp_serv
 def test_slow_tool_times_out(
     make_server: Callable[..., ThreadServer], upstream: FakeUpstream, mcp_server: str, mcp_log: McpLog
 ) -> None:
+    """``mcp_timeout`` bounds a call, not connecting or listing: a listing slower than the call
+    limit still succeeds (and a loaded machine's slow connect does not fail the response)."""
     server = make_server(mcp_timeout=0.5)
+    mcp_log.list_delay = 0.6
     upstream.queue(calls(("slow", {"seconds": 1.5})), text("too slow"))
     r = _create(server, {"input": "wait", "tools": [mcp_tool(mcp_server)]})
+    assert _of(r, "mcp_list_tools")[0]["tools"]
     call = _of(r, "mcp_call")[0]
     assert call["status"] == "failed"
-    assert call["error"]["type"] == "mcp_protocol_error" and "timed out" in call["error"]["message"]
+    assert call["error"]["type"] == "mcp_protocol_error" and "timed out after 0.5s" in call["error"]["message"]
     assert r["status"] == "completed" and r["output"][-1]["content"][0]["text"] == "too slow"
+
+
+def test_slow_listing_hits_the_connect_timeout(
+    make_server: Callable[..., ThreadServer], upstream: FakeUpstream, mcp_server: str, mcp_log: McpLog
+) -> None:
+    server = make_server(mcp_connect_timeout=0.3)
+    mcp_log.list_delay = 1.0
+    body = {"model": MODEL, "input": "hi", "tools": [mcp_tool(mcp_server)]}
+    r = httpx.post(server.url + "/v1/responses", json=body, timeout=30)
+    assert r.status_code == 424, r.text
+    assert r.json()["error"]["message"] == "Error retrieving tool list from MCP server 'lab'."
+    assert upstream.requests == []
 
 
 def test_calls_of_one_turn_run_concurrently(

@@ -123,7 +123,10 @@ class Settings(BaseSettings):
     # replicas must share a list here instead (crypto/keys.py).
     sealing_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_tool_iterations: int = 10
-    mcp_timeout: float = 30.0
+    mcp_timeout: float = Field(default=30.0, gt=0, description="seconds one MCP tool call may take")
+    mcp_connect_timeout: float = Field(
+        default=30.0, gt=0, description="seconds to connect to an MCP server and list its tools (apart from "
+        "mcp_timeout: a short call limit must not fail a server that is slow to answer its first request)")
     conversation_lock_seconds: float = 600.0
     replica_id: str | None = None
     lease_seconds: float = 30.0

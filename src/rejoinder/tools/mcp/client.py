@@ -2,6 +2,9 @@
 
 Sessions are opened lazily, reused for every listing and call within one response, and closed
 with a timeout when the response ends, so a stuck server cannot leak a session or a task.
+Connecting (and listing tools) has a limit of its own, apart from a call's: a user who wants a
+tool call cut short after half a second still wants a server that takes a second to accept its
+first connection to be used.
 
 Each connection lives in a task of its own that enters and exits the transport's context
 managers. The MCP transports hold anyio task groups, whose cancel scopes must be exited by the
@@ -55,9 +58,10 @@ def _content_text(content: list[Any]) -> str:
 class _Connection:
     """One MCP session, owned by its own task from connect to close."""
 
-    def __init__(self, server: McpServer, timeout: float):
+    def __init__(self, server: McpServer, timeout: float, call_timeout: float):
         self.server = server
-        self.timeout = timeout
+        self.timeout = timeout  # connecting and initializing
+        self.call_timeout = call_timeout
         self.session: ClientSession | None = None
         self.error: BaseException | None = None
         self._ready = asyncio.Event()
@@ -75,11 +79,12 @@ class _Connection:
                 else:
                     client = await stack.enter_async_context(httpx2.AsyncClient(
                         headers=self.server.headers,
-                        timeout=httpx2.Timeout(self.timeout, read=max(self.timeout, 300.0)),
+                        timeout=httpx2.Timeout(self.timeout, read=max(self.timeout, self.call_timeout, 300.0)),
                     ))
                     streams = await stack.enter_async_context(streamable_http_client(url, http_client=client))
+                # Each request is bounded by its caller (connect or call limit), never cut shorter here.
                 session = await stack.enter_async_context(
-                    ClientSession(streams[0], streams[1], read_timeout_seconds=self.timeout)
+                    ClientSession(streams[0], streams[1], read_timeout_seconds=max(self.timeout, self.call_timeout))
                 )
                 await session.initialize()
                 self.session = session
@@ -115,16 +120,18 @@ class _Connection:
 
 
 class McpSessions:
-    """The MCP sessions of one response, one per ``server_label``."""
+    """The MCP sessions of one response, one per ``server_label``. ``timeout`` bounds each tool
+    call; ``connect_timeout`` connecting and listing tools."""
 
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, connect_timeout: float = 30.0):
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._connections: dict[str, _Connection] = {}
 
     async def _session(self, server: McpServer) -> ClientSession:
         conn = self._connections.get(server.server_label)
         if conn is None or (conn.error is not None and conn._ready.is_set()):
-            conn = _Connection(server, self.timeout)
+            conn = _Connection(server, self.connect_timeout, self.timeout)
             self._connections[server.server_label] = conn
         return await conn.ready()
 
@@ -132,7 +139,7 @@ class McpSessions:
         """The server's tools as ``mcp_list_tools`` entries; ``McpUnavailable`` when it cannot say."""
         session = await self._session(server)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.connect_timeout):
                 result = await session.list_tools()
         except Exception as exc:
             log.info("MCP server %s failed to list tools: %r", server.server_label, exc)

@@ -85,7 +85,7 @@ class McpGroup(ToolGroup):
     """The MCP servers of one request, their listed tools and the request's MCP sessions."""
 
     def __init__(self, kind: McpKind, declarations: list[tuple[str, dict[str, Any]]], names: Names,
-                 timeout: float):
+                 timeout: float, connect_timeout: float = 30.0):
         self.kind = kind
         self.names = names
         self.servers: dict[str, McpServer] = {}
@@ -96,7 +96,7 @@ class McpGroup(ToolGroup):
                 raise InvalidRequest(f"Duplicate MCP server_label '{label}'.", param=f"{param}.server_label")
             refuse_unsupported(tool, param)
             self.servers[label] = McpServer.from_tool(tool)
-        self.sessions = McpSessions(timeout)
+        self.sessions = McpSessions(timeout, connect_timeout)
         self.fresh: dict[str, list[dict[str, Any]]] = {}  # label -> tools, listed for this response
         self.approved: list[dict[str, Any]] = []  # approval requests this turn's input approved
 
@@ -248,4 +248,4 @@ class McpKind(ToolKind):
     )
 
     def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, settings: Settings) -> ToolGroup:
-        return McpGroup(self, declarations, names, settings.mcp_timeout)
+        return McpGroup(self, declarations, names, settings.mcp_timeout, settings.mcp_connect_timeout)
