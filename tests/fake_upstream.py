@@ -30,7 +30,7 @@ class Turn:
     finish: str | None = None
     status: int = 200  # non-200: fail with this HTTP status before streaming
     error: dict[str, Any] | None = None  # the body of that failure (default: a scripted server error)
-    break_after: int | None = None  # drop the connection after this many chunks
+    break_after: int | None = None  # drop the connection after this many chunks (sent in one write)
     usage: tuple[int, int, int] = (10, 5, 0)  # prompt, completion, cached
     delay: float = 0.0  # seconds before each chunk
     linger: float = 0.0  # seconds between [DONE] and the end of the body
@@ -112,6 +112,7 @@ class FakeUpstream:
         self.embedding_requests: list[dict[str, Any]] = []
         self.embedding_failures = 0  # the next N embeddings requests answer 500
         self.embedding_gate: threading.Event | None = None  # embeddings wait until it is set (30 s at most)
+        self.broken = threading.Event()  # set when a scripted ``break_after`` stream has broken
         self.app = self._build()
 
     def queue(self, *turns: Turn) -> None:
@@ -128,6 +129,7 @@ class FakeUpstream:
         self.embedding_requests.clear()
         self.embedding_failures = 0
         self.embedding_gate = None
+        self.broken.clear()
 
     def _next(self, body: dict[str, Any]) -> Turn:
         if self.script:
@@ -156,9 +158,13 @@ class FakeUpstream:
             frames = render(turn, body.get("top_logprobs", 0) if body.get("logprobs") else None, self.call_id)
 
             async def gen() -> Any:
+                if turn.break_after is not None:
+                    # The chunks and the break leave together, so the client sees both at once: the
+                    # harder case (and, on a loaded machine, the usual one).
+                    yield b"".join(frames[:turn.break_after])
+                    self.broken.set()
+                    raise RuntimeError("scripted broken stream")
                 for i, frame in enumerate(frames):
-                    if turn.break_after is not None and i >= turn.break_after:
-                        raise RuntimeError("scripted broken stream")
                     if turn.gate is not None and i == 0:
                         await asyncio.to_thread(turn.gate.wait, 30)
                     if turn.delay:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from rejoinder.backends.openai_compat import OpenAICompatBackend
-from tests.fake_upstream import FakeUpstream, text
+from rejoinder.errors import BackendError
+from tests.fake_upstream import FakeUpstream, Turn, text
 
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
@@ -55,3 +58,27 @@ def test_the_connection_is_reused_after_a_lingering_body(upstream: FakeUpstream)
 
     asyncio.run(run())
     assert len(upstream.peers) == 3 and len(set(upstream.peers)) == 1, upstream.peers
+
+
+def test_chunks_that_arrived_with_a_break_are_kept(upstream: FakeUpstream) -> None:
+    """aiohttp raises a broken body's error before it hands out the bytes that came ahead of it:
+    when the reader was busy while both arrived, those chunks must still reach the answer."""
+    upstream.queue(Turn(text="partial answer that breaks", break_after=3))
+
+    async def run() -> None:
+        backend = OpenAICompatBackend(upstream.url + "/v1", None)  # type: ignore[attr-defined]
+        out = ""
+        try:
+            stream = backend.stream(BODY)
+            assert await anext(stream) == []  # accepted: the body comes next
+            # Busy elsewhere while the chunks and the break both arrive.
+            await asyncio.to_thread(lambda: upstream.broken.wait(10))
+            await asyncio.sleep(0.2)
+            with pytest.raises(BackendError):
+                async for chunks in stream:
+                    out += "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        finally:
+            await backend.aclose()
+        assert out == "partial answer "
+
+    asyncio.run(run())

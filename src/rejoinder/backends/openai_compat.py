@@ -143,6 +143,19 @@ class ChunkReader:
         return chunks
 
 
+def _buffered(content: aiohttp.StreamReader) -> bytes:
+    """The bytes a broken body's reader still holds. aiohttp's ``readany`` raises the stream's
+    error before it returns what arrived ahead of the error, so on a busy event loop the chunks
+    sent just before a break were lost. Its buffer is private: should it move, nothing is
+    recovered (the behaviour before)."""
+    buffer = getattr(content, "_buffer", None)
+    if not buffer:
+        return b""
+    pieces = [bytes(piece) for piece in buffer]
+    pieces[0] = pieces[0][getattr(content, "_buffer_offset", 0):]
+    return b"".join(pieces)
+
+
 async def _drain(response: aiohttp.ClientResponse) -> None:
     """Read what follows ``[DONE]`` to the body's end, so the connection goes back to the pool.
     A server that sends more than ``_DRAIN_LIMIT`` bytes after it, or takes longer than
@@ -206,21 +219,33 @@ class OpenAICompatBackend:
                 raise refusal.from_status(response.status, detail)
             yield []
             reader = ChunkReader()
-            # Whatever bytes are buffered are taken at once: a burst of chunks is one batch.
-            async for block in response.content.iter_any():
-                chunks = reader.feed(block)
+            try:
+                # Whatever bytes are buffered are taken at once: a burst of chunks is one batch.
+                async for block in response.content.iter_any():
+                    chunks = reader.feed(block)
+                    if chunks:
+                        yield chunks
+                    if reader.error:
+                        raise reader.error
+                    if reader.done:
+                        break
+                else:
+                    chunks = reader.end()
+                    if chunks:
+                        yield chunks
+                    if reader.error:
+                        raise reader.error
+            except aiohttp.ClientError:
+                # The body broke. The chunks that arrived before the break are still part of the
+                # answer (a failed response keeps its partial output), and [DONE] among them means
+                # only the body's end was lost.
+                chunks = reader.feed(_buffered(response.content))
                 if chunks:
                     yield chunks
                 if reader.error:
-                    raise reader.error
-                if reader.done:
-                    break
-            else:
-                chunks = reader.end()
-                if chunks:
-                    yield chunks
-                if reader.error:
-                    raise reader.error
+                    raise reader.error from None
+                if not reader.done:
+                    raise
             if not response.content.at_eof():
                 self._drain_soon(response)
                 draining = True
