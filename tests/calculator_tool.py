@@ -18,11 +18,10 @@ from typing import Any
 
 from openai.types import responses as T
 
-from rejoinder.config import Settings
 from rejoinder.engine.events import Event, ResponseState
 from rejoinder.ids import new_id
 from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayScope
-from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, ToolGroup, ToolKind
+from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, ToolGroup, ToolKind, ToolSetup
 
 _OPS: dict[type, Callable[..., Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -130,5 +129,5 @@ class CalculatorKind(ToolKind):
     on_server = True
     item_types = (ItemType("code_interpreter_call", "ci", _replay),)
 
-    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, settings: Settings) -> ToolGroup:
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, setup: ToolSetup) -> ToolGroup:
         return CalculatorGroup(self, declarations, names)

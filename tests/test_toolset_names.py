@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from rejoinder.config import Settings
+from rejoinder.tenant import Tenant
+from rejoinder.tools.interface import ToolSetup
 from rejoinder.tools.mcp.kind import McpGroup
 from rejoinder.tools.registry import BUILTIN
 from rejoinder.tools.toolset import Toolset
@@ -17,7 +19,7 @@ def _toolset(label: str, *functions: str) -> McpGroup:
     tools = [{"type": "function", "name": f, "parameters": {"type": "object"}} for f in functions]
     tools.append({"type": "mcp", "server_label": label, "server_url": "http://127.0.0.1:1/mcp",
                   "require_approval": "never"})
-    toolset = Toolset.from_request(tools, BUILTIN, Settings())
+    toolset = Toolset.from_request(tools, BUILTIN, ToolSetup(Settings(), Tenant("test")))
     return next(g for g in toolset if isinstance(g, McpGroup))
 
 

@@ -189,6 +189,17 @@ class ResponseState:
             content_index=len(item["content"]) - 1, delta=text, logprobs=_event_logprobs(logprobs or ()),
         )
 
+    def annotation_added(self, index: int, annotation: dict[str, Any]) -> Event:
+        """An annotation (a citation) on the open ``output_text`` part of the message at ``index``."""
+        item = self.output[index]
+        part = item["content"][-1]
+        part["annotations"].append(annotation)
+        return _ev(T.ResponseOutputTextAnnotationAddedEvent,
+            type="response.output_text.annotation.added", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, content_index=len(item["content"]) - 1,
+            annotation_index=len(part["annotations"]) - 1, annotation=annotation,
+        )
+
     def refusal_delta(self, index: int, text: str) -> Event:
         item = self.output[index]
         part = item["content"][-1]

@@ -1,14 +1,16 @@
-"""The agentic loop: infer -> emit items -> run server-side tools -> infer again.
+"""One response's lifecycle: its head, the loop of inference steps and tool calls, its commit.
 
-It stops on a final message, a call the client answers (a client tool's call, an approval
-request), the token limit or the iteration guard. What a call is and how it runs belongs to its
-tool kind (tools/interface.py): the loop only asks the request's ``Toolset``. The response (with
-its conversation append) is committed before the
-terminal event is yielded.
+infer -> emit items -> run server-side tools -> infer again. It stops on a final message, a call
+the client answers (a client tool's call, an approval request), the token limit or the iteration
+guard. The response (with its conversation append) is committed before the terminal event is
+yielded. Reading a step's deltas is ``engine/step.py``'s; what the model is offered, the tool call
+budget and running server calls are ``engine/tool_policy.py``'s; what a call is and how it runs
+belongs to its tool kind (tools/interface.py).
 
-Events travel in batches: a backend yields the chunks that arrived together, and every event they
-make leaves in one list. Passing each of a turn's ~30 events one by one up four generators cost
-more than making them.
+The work between the head and the terminal event runs in one task of its own from start to end:
+the backend's stream (and its ``asyncio.timeout``) lives in the task that entered it. Its batches
+reach the event stream through a queue. Events travel in batches: a backend yields the chunks that
+arrived together, and every event they make leaves in one list.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from rejoinder.engine import chunks as C
@@ -24,36 +25,16 @@ from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import Event, ResponseState
 from rejoinder.engine.head import Acceptance, cancel_task, let_run
 from rejoinder.engine.plan import RunPlan
+from rejoinder.engine.step import StepReader, Turn
+from rejoinder.engine.tool_policy import ToolPolicy
 from rejoinder.engine.upstream import stream_step
 from rejoinder.errors import APIError, BackendError
-from rejoinder.ids import new_id
 from rejoinder.observability.hooks import RunObserver
-from rejoinder.tools.interface import CallEnv, ModelCall
+from rejoinder.tools.interface import CallEnv
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class _Call:
-    """One tool call the model is streaming."""
-
-    index: int
-    call_id: str
-    name: str = ""
-    arguments: str = ""
-    handler: ModelCall | None = None  # once named: its tool's call (tools/interface.py)
-    ignored: bool = False  # dropped: a second call under parallel_tool_calls=false, or over the budget
-    over_budget: bool = False  # a server call dropped because max_tool_calls was reached
-    closed: bool = False
-
-
-@dataclass
-class _Turn:
-    """What one inference step produced."""
-
-    finish_reason: str | None = None
-    calls: list[ModelCall] = field(default_factory=list)
-    over_budget: bool = False  # a server-side call was dropped because max_tool_calls was reached
+_END = object()
 
 
 class Persistence:
@@ -77,12 +58,8 @@ class ResponseRun:
         self.observer = observer  # metrics and spans: first token, backend and tool calls, the end
         self.state = ResponseState(plan.response)
         self.env = CallEnv(self.state, observer, plan.response_id)
-        self._message: int | None = None  # output index of the open message item
-        self._reasoning: int | None = None
-        self._calls: dict[int, _Call] = {}
-        self._open_call: _Call | None = None
-        self._server_calls = 0  # server-side calls started; max_tool_calls bounds it
-        self._max_server_calls: int | None = plan.params.get("max_tool_calls")
+        self.policy = ToolPolicy(plan.toolset, plan.params, self.env)
+        self._step: StepReader | None = None  # the step being read
         self.cancel_requested = False  # set before cancelling the task that drives events()
         self._hold: asyncio.Event | None = None  # set once the start row is written (see events())
         self._accepted = Acceptance()  # the backend accepted the first step's request
@@ -95,8 +72,8 @@ class ResponseRun:
         """The response's events, in order, in non-empty batches."""
         st = self.state
         committed = False
-        work = self._work()
-        first: asyncio.Future[list[Event]] | None = None
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        worker: asyncio.Task[None] | None = None
         head: list[Event] = []
         try:
             if not self.plan.toolset.resumes:
@@ -106,33 +83,26 @@ class ResponseRun:
                 # sequence. (Calls resumed from the input run before the model and make events at
                 # once: no head start for those.)
                 self._hold = asyncio.Event()
-                first = asyncio.ensure_future(anext(work))
-                await let_run(first)
+                worker = asyncio.ensure_future(self._drive(queue))
+                await let_run(worker)
             head = [st.created(), st.in_progress(), *self.plan.toolset.head(self.env)]
-            try:
-                await self.persistence.started(self.plan)
-            except BaseException:
-                if first is not None:
-                    await cancel_task(first)
-                raise
+            await self.persistence.started(self.plan)
             if self._hold is not None:
                 self._hold.set()
-            if self.head_waits and first is not None:
-                await self._until_accepted(first)
+            if self.head_waits and worker is not None:
+                await self._until_accepted(worker)
             yield head
             head = []
+            if worker is None:
+                worker = asyncio.ensure_future(self._drive(queue))
             try:
-                if first is not None:
-                    try:
-                        yield await first
-                    except StopAsyncIteration:
-                        pass
-                async for batch in work:
+                while (batch := await queue.get()) is not _END:
                     yield batch
+                await worker  # the work's own exception, if it ended with one
                 reason = st.response.get("incomplete_details")
                 terminal = st.incomplete(reason["reason"]) if reason else st.completed()
             except BackendError as exc:
-                closing = self._close_open_items(status="incomplete")
+                closing = self._step.close_open_items(status="incomplete") if self._step is not None else []
                 if closing:
                     yield closing
                 terminal = st.failed(exc.code, exc.message)
@@ -140,6 +110,8 @@ class ResponseRun:
             committed = True
             yield [terminal]
         except asyncio.CancelledError:
+            if worker is not None:
+                await cancel_task(worker)  # the state stops changing before it is stored
             if not committed and st.response["status"] in ("in_progress", "queued"):
                 if self.cancel_requested:
                     st.cancelled()
@@ -148,6 +120,8 @@ class ResponseRun:
                 await asyncio.shield(self.persistence.finished(self.plan, st.response))
             raise
         except Exception as exc:
+            if worker is not None:
+                await cancel_task(worker)
             if committed or exc is self._refusal:
                 raise
             log.exception("response %s failed", self.plan.response_id)
@@ -155,15 +129,22 @@ class ResponseRun:
             await self.persistence.finished(self.plan, st.response)
             yield [*head, terminal]  # a stream always opens with response.created
         finally:
-            if first is not None:
-                await cancel_task(first)  # the run was cancelled while it waited
-            await work.aclose()
+            if worker is not None:
+                await cancel_task(worker)  # the client stopped reading: the work stops too
             self.plan.toolset.close_soon()
             self.observer.finished(st.response["status"])
 
-    async def _until_accepted(self, first: asyncio.Future[list[Event]]) -> None:
+    async def _drive(self, queue: asyncio.Queue[Any]) -> None:
+        """Run the work in this task, from its first step to its end, handing its batches on."""
+        try:
+            async for batch in self._work():
+                queue.put_nowait(batch)
+        finally:
+            queue.put_nowait(_END)
+
+    async def _until_accepted(self, worker: asyncio.Future[None]) -> None:
         """A refusal of the first step before acceptance: nothing left behind, the client's HTTP error."""
-        refusal = await self._accepted.refusal(first)
+        refusal = await self._accepted.refusal(worker)
         if refusal is not None:
             await self.persistence.discarded(self.plan)
             self._refusal = refusal.api_error()
@@ -173,62 +154,16 @@ class ResponseRun:
         """Everything between ``in_progress`` and the terminal event."""
         if not self.plan.generate:
             return
-        async for batch in self._run_resumed():
+        async for batch in self.policy.run_resumed():
             yield batch
         async for batch in self._iterate():
             yield batch
 
-    # -- calls the input released, and running server calls ----------------------------------
-
-    async def _run_resumed(self) -> AsyncIterator[list[Event]]:
-        """Server calls this request's input released (approved) run before the model is asked again."""
-        events, calls = self.plan.toolset.resumed(self.env)
-        if calls:
-            yield events
-            self._server_calls += len(calls)
-            async for batch in self._run_calls(calls):
-                yield batch
-
-    async def _run_calls(self, calls: list[ModelCall]) -> AsyncIterator[list[Event]]:
-        """Run server calls concurrently; their events reach the client in output order, numbered in
-        the order they leave (a later call that finished first made its events with higher
-        numbers than it gets)."""
-        if len(calls) == 1:
-            async for batch in calls[0].run():
-                yield batch
-            return
-        queues: list[asyncio.Queue[list[Event] | None]] = [asyncio.Queue() for _ in calls]
-
-        async def pump(call: ModelCall, queue: asyncio.Queue[list[Event] | None]) -> None:
-            try:
-                async for batch in call.run():
-                    queue.put_nowait(batch)
-            finally:
-                queue.put_nowait(None)
-
-        tasks = [asyncio.ensure_future(pump(call, queue)) for call, queue in zip(calls, queues, strict=True)]
-        seq = self.state.seq + 1  # the number of the next event to leave
-        try:
-            for task, queue in zip(tasks, queues, strict=True):
-                while (batch := await queue.get()) is not None:
-                    out = []
-                    for event in batch:
-                        out.append(event if event.sequence_number == seq else event.renumbered(seq))
-                        seq += 1
-                    yield out
-                task.result()  # a call that raised
-        finally:
-            for task in tasks:
-                await cancel_task(task)
-
     # -- inference steps ---------------------------------------------------------------------
-
-    def _budget_left(self) -> bool:
-        return self._max_server_calls is None or self._server_calls < self._max_server_calls
 
     async def _iterate(self) -> AsyncIterator[list[Event]]:
         for _ in range(self.max_iterations):
-            turn = _Turn()
+            turn = Turn()
             async for batch in self._infer(turn):
                 yield batch
             if turn.finish_reason == "length":
@@ -239,7 +174,7 @@ class ResponseRun:
                 return
             to_run = [c for c in turn.calls if c.on_server]
             if to_run:
-                async for batch in self._run_calls(to_run):
+                async for batch in self.policy.run(to_run):
                     yield batch
             if any(not c.on_server for c in turn.calls):
                 return  # the client acts next: it runs its tools or answers the approvals
@@ -247,31 +182,13 @@ class ResponseRun:
                 return  # a final answer
         self.state.response["incomplete_details"] = {"reason": "max_messages"}
 
-    def _offered_tools(self) -> tuple[list[dict[str, Any]], Any]:
-        """Tools and ``tool_choice`` for the next step.
-
-        Once the server has made a call, a forced choice has been honoured: the model is free to
-        answer (forcing again would loop until the iteration guard). Once ``max_tool_calls`` is
-        reached, server-side tools are no longer offered.
-        """
-        toolset = self.plan.toolset
-        choice, only = toolset.resolve_choice(self.plan.params.get("tool_choice"))
-        if not self._budget_left():
-            client = toolset.client_names()
-            only = client if only is None else only & client
-        if self._server_calls and choice not in (None, "none"):
-            choice = None
-        tools = toolset.chat_tools(only)
-        return tools, (choice if tools else None)
-
-    async def _infer(self, turn: _Turn) -> AsyncIterator[list[Event]]:
+    async def _infer(self, turn: Turn) -> AsyncIterator[list[Event]]:
         plan = self.plan
         items = [*plan.history, *plan.input_items, *self.state.output]
         messages = build_messages(items, plan.params.get("instructions"), plan.toolset.aliases(),
                                   plan.toolset.item_types)
-        tools, choice = self._offered_tools()
-        self._calls = {}
-        self._open_call = None
+        tools, choice = self.policy.offered()
+        step = self._step = StepReader(self.state, self.policy, plan.response_id, turn)
         with self.observer.backend_call(plan.route, plan.params, self.state.usage):
             async for chunks in stream_step(plan.route, plan.params, messages, tools, choice, plan.admission):
                 self._accepted.set()
@@ -280,112 +197,11 @@ class ResponseRun:
                     self._hold = None
                 events: list[Event] = []
                 for delta in C.batch_deltas(chunks):
-                    events += self._on_delta(delta, turn)
+                    events += step.on_delta(delta)
                 if events:
                     self.observer.first_token()
                     yield events
-        events = self._close_open_items(status="incomplete" if turn.finish_reason == "length" else "completed")
-        for call in self._calls.values():
-            if call.handler is None and not call.ignored:
-                log.warning("response %s: dropped a tool call the model never named", plan.response_id)
-            turn.over_budget = turn.over_budget or call.over_budget
-        turn.calls = [c.handler for c in self._calls.values() if c.handler is not None]
-        for handler in turn.calls:
-            events += handler.end_of_step()
+        events = step.finish()
+        self._step = None
         if events:
             yield events
-
-    def _on_delta(self, delta: C.Delta, turn: _Turn) -> list[Event]:
-        st = self.state
-        if (type(delta) is C.TextDelta and self._message is not None and self._reasoning is None
-                and self._open_call is None and st.output[self._message]["content"][-1]["type"] == "output_text"):
-            return [st.text_delta(self._message, delta.text, delta.logprobs)]  # the common case: more text
-        if isinstance(delta, C.TextDelta | C.RefusalDelta):
-            events = self._close_reasoning() + self._close_call()
-            part = "output_text" if isinstance(delta, C.TextDelta) else "refusal"
-            if self._message is None:
-                self._message, started = st.message_start()
-                events += started
-                events.append(st.part_start(self._message, part))
-            elif st.output[self._message]["content"][-1]["type"] != part:
-                events += st.part_done(self._message)
-                events.append(st.part_start(self._message, part))
-            if isinstance(delta, C.TextDelta):
-                events.append(st.text_delta(self._message, delta.text, delta.logprobs))
-            else:
-                events.append(st.refusal_delta(self._message, delta.text))
-            return events
-        if isinstance(delta, C.ReasoningDelta):
-            events = self._close_message() + self._close_call()
-            if self._reasoning is None:
-                self._reasoning, started = st.reasoning_start()
-                events += started
-            events.append(st.reasoning_delta(self._reasoning, delta.text))
-            return events
-        if isinstance(delta, C.ToolCallDelta):
-            return self._on_tool_delta(delta)
-        if isinstance(delta, C.Finish):
-            turn.finish_reason = delta.reason
-        elif isinstance(delta, C.Usage):
-            st.add_usage(delta.prompt_tokens, delta.completion_tokens, delta.cached_tokens, delta.reasoning_tokens)
-        return []
-
-    def _on_tool_delta(self, delta: C.ToolCallDelta) -> list[Event]:
-        """Accumulate a call; its item starts once its name is known (the name decides its type)."""
-        events = self._close_message() + self._close_reasoning()
-        call = self._calls.get(delta.index)
-        if call is None:
-            events += self._close_call()
-            call = _Call(index=delta.index, call_id=delta.call_id or new_id("call"))
-            self._calls[delta.index] = call
-            self._open_call = call
-            if self.plan.params.get("parallel_tool_calls") is False and len(self._calls) > 1:
-                call.ignored = True  # the backend ignored parallel_tool_calls=false: keep the first
-        elif call.closed:
-            log.warning("response %s: dropped a late fragment of tool call %s", self.plan.response_id,
-                        call.call_id)
-            return events
-        named = call.handler is not None or call.ignored
-        if delta.call_id and not named:
-            call.call_id = delta.call_id
-        if delta.name:
-            call.name += delta.name
-        call.arguments += delta.arguments
-        if not named and call.name and (delta.arguments or delta.name is None):
-            events += self._start_call(call)
-        elif call.handler is not None and delta.arguments:
-            events += call.handler.delta(delta.arguments)
-        return events
-
-    def _start_call(self, call: _Call) -> list[Event]:
-        """Decide the item type once the name is known, before ``output_item.added``: the tool the
-        name belongs to makes it (a name no tool of the request has is the fallback kind's)."""
-        offer = self.plan.toolset.offer(call.name)
-        if offer.on_server():
-            if not self._budget_left():
-                call.ignored = call.over_budget = True
-                return []
-            self._server_calls += 1
-        call.handler, events = offer.begin(self.env, call.call_id)
-        return events + call.handler.delta(call.arguments) if call.arguments else events
-
-    def _close_call(self) -> list[Event]:
-        call, self._open_call = self._open_call, None
-        if call is None:
-            return []
-        call.closed = True
-        events = self._start_call(call) if call.handler is None and not call.ignored and call.name else []
-        return events + call.handler.done() if call.handler is not None else events
-
-    def _close_message(self, status: str = "completed") -> list[Event]:
-        index, self._message = self._message, None
-        if index is None:
-            return []
-        return [*self.state.part_done(index), self.state.message_done(index, status)]
-
-    def _close_reasoning(self) -> list[Event]:
-        index, self._reasoning = self._reasoning, None
-        return [] if index is None else self.state.reasoning_done(index)
-
-    def _close_open_items(self, status: str) -> list[Event]:
-        return self._close_reasoning() + self._close_message(status) + self._close_call()

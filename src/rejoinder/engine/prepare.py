@@ -20,7 +20,7 @@ from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.request_context import RequestContext
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
-from rejoinder.tools.interface import Preparation
+from rejoinder.tools.interface import Preparation, ToolSetup
 from rejoinder.tools.registry import ToolKinds
 from rejoinder.tools.toolset import Toolset
 
@@ -162,7 +162,7 @@ async def prepare(
     if conversation_id:
         input_items = _new_to_conversation(input_items, known)
     known.update({item["id"]: item for item in input_items})
-    toolset = Toolset.from_request(req.tools, tools, settings)
+    toolset = Toolset.from_request(req.tools, tools, ToolSetup(settings, tenant, tools.services))
     prep = Preparation(history, input_items, kept, known)
     toolset.read_input(prep)  # an approval without its request is a 400 now
     build_messages([*history, *input_items], None, None, tools.item_types)  # so is a tool output without its call

@@ -96,10 +96,11 @@ async def build_services(settings: Settings, telemetry: Telemetry, tools: ToolKi
     store = ResponseStore(db, lease_owner=lease_owner, lease_seconds=settings.lease_seconds)
     leases = LeaseStore(db, lease_owner, settings.lease_seconds, settings.conversation_lock_seconds)
     keeper = LeaseKeeper(leases, conversations, settings.replica_id, on_takeover=telemetry.lease_takeovers)
+    files, vectors = await vector_setup.build(settings, db, lease_owner)
+    tools = tools.bound(vectors=vectors, files=files)
     responses = ResponsesService(settings, registry, store, conversations, keeper, telemetry, tools)
     background = BackgroundResponses(settings, responses, leases, keeper)
     listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
-    files, vectors = await vector_setup.build(settings, db, lease_owner)
     return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, sealing,
                     listener, files, vectors)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from openai.types import responses as T
 
@@ -17,11 +17,7 @@ from rejoinder.engine.events import Event, ResponseState
 from rejoinder.errors import InvalidRequest
 from rejoinder.ids import new_item_id
 from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayOutput, ReplayScope
-from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, ToolGroup, ToolKind
-
-if TYPE_CHECKING:
-    from rejoinder.config import Settings
-
+from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, ToolGroup, ToolKind, ToolSetup
 
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
 
@@ -135,5 +131,5 @@ class FunctionKind(ToolKind):
         """Echoed with every key its type has: a missing ``strict`` is a null, as OpenAI answers."""
         return {**dict.fromkeys(self._ECHOED), **declaration}
 
-    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, settings: Settings) -> ToolGroup:
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, setup: ToolSetup) -> ToolGroup:
         return FunctionGroup(self, declarations, names)

@@ -25,16 +25,39 @@ read back to the model) lives in one module under tools/ behind the classes belo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from rejoinder.engine.events import Event, ResponseState
 from rejoinder.item_types import ItemType
+from rejoinder.tenant import Tenant
 
 if TYPE_CHECKING:
     from rejoinder.config import Settings
     from rejoinder.observability.hooks import RunObserver
+
+
+@dataclass
+class ToolSetup:
+    """What a kind may use to make one request's group: the server's settings, the request's tenant
+    (every object a tool reads is scoped to it: another principal's vector store is a 404), the
+    app's services by name (``ToolKinds.bound``: ``vectors``, ``files``) and ``shared``, one dict per
+    request that the groups of several kinds may share (the citation numbers of two search tools)."""
+
+    settings: Settings
+    tenant: Tenant
+    services: Mapping[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+class TextFilter(Protocol):
+    """Rewrites one ``output_text`` part as it streams (``ToolGroup.text_filter``): the text to emit
+    now and the annotations it completes (each becomes ``response.output_text.annotation.added``)."""
+
+    def feed(self, delta: str) -> tuple[str, list[dict[str, Any]]]: ...
+
+    def flush(self) -> tuple[str, list[dict[str, Any]]]: ...
 
 
 @dataclass
@@ -154,6 +177,11 @@ class ToolGroup(ABC):
         """(namespace, tool name) -> the name the model sees, for items that name tools that way."""
         return {}
 
+    def text_filter(self) -> TextFilter | None:
+        """A filter for each ``output_text`` part of the answer (citation markers into annotations);
+        the first group that has one filters the text."""
+        return None
+
     def head(self, env: CallEnv) -> list[Event]:
         """Items made while preparing, emitted right after ``response.in_progress``."""
         return []
@@ -198,6 +226,6 @@ class ToolKind(ABC):
         return declaration
 
     @abstractmethod
-    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, settings: Settings) -> ToolGroup:
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, setup: ToolSetup) -> ToolGroup:
         """The request's tools of this kind: ``declarations`` are (param, declaration) pairs, already
         checked against the SDK's type. Duplicates and options this server cannot honour are 400s."""

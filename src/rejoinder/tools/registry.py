@@ -7,7 +7,8 @@ tools/interface.py) and one line: added to ``BUILTIN`` below, or given to one ap
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from rejoinder.engine.context import CORE_ITEM_TYPES
 from rejoinder.item_types import ItemType
@@ -20,7 +21,9 @@ class ToolKinds:
     """Tool kinds by ``type``, in the order their groups are made (client kinds claim their
     model-facing names first), and ``fallback``: the kind a call to an unknown name belongs to."""
 
-    def __init__(self, kinds: Iterable[ToolKind], fallback: str = "function"):
+    def __init__(self, kinds: Iterable[ToolKind], fallback: str = "function",
+                 services: Mapping[str, Any] | None = None):
+        self.services: Mapping[str, Any] = services or {}  # the app's services its kinds may use
         self.kinds: dict[str, ToolKind] = {}
         for kind in sorted(kinds, key=lambda k: k.on_server):  # stable: client kinds first
             self.kinds[kind.type] = kind
@@ -34,7 +37,11 @@ class ToolKinds:
     def with_kinds(self, *kinds: ToolKind) -> ToolKinds:
         """These kinds too (a kind of a type already served replaces it)."""
         merged = {**self.kinds, **{k.type: k for k in kinds}}
-        return ToolKinds(merged.values(), self.fallback)
+        return ToolKinds(merged.values(), self.fallback, self.services)
+
+    def bound(self, **services: Any) -> ToolKinds:
+        """The same kinds, given the app's services (``ToolSetup.services``): done once at start-up."""
+        return ToolKinds(self.kinds.values(), self.fallback, {**self.services, **services})
 
     def get(self, type_: str) -> ToolKind | None:
         return self.kinds.get(type_)

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 from rejoinder.engine.events import Event
 from rejoinder.errors import InvalidRequest
 from rejoinder.item_types import ItemType
-from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, Preparation, ToolGroup
+from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, Preparation, TextFilter, ToolGroup, ToolSetup
 
 if TYPE_CHECKING:
-    from rejoinder.config import Settings
     from rejoinder.tools.registry import ToolKinds
 
 
@@ -34,12 +33,12 @@ class Toolset:
         self._refresh()
 
     @classmethod
-    def from_request(cls, tools: list[dict[str, Any]], kinds: ToolKinds, settings: Settings) -> Toolset:
+    def from_request(cls, tools: list[dict[str, Any]], kinds: ToolKinds, setup: ToolSetup) -> Toolset:
         declared: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for i, tool in enumerate(tools):
             declared.setdefault(tool["type"], []).append((f"tools[{i}]", tool))
         names = Names()
-        return cls(kinds, [kind.group(declared.get(kind.type, []), names, settings) for kind in kinds])
+        return cls(kinds, [kind.group(declared.get(kind.type, []), names, setup) for kind in kinds])
 
     def _refresh(self) -> None:
         self.offered = {offer.name: offer for group in self.groups for offer in group.offers()}
@@ -87,6 +86,10 @@ class Toolset:
         for group in self.groups:
             out.update(group.aliases())
         return out
+
+    def text_filter(self) -> TextFilter | None:
+        """The filter of a new ``output_text`` part: the first group's that has one."""
+        return next((f for f in (g.text_filter() for g in self.groups) if f is not None), None)
 
     def _chooser(self, type_: Any) -> ToolGroup | None:
         return next((g for g in self.groups if type_ in g.kind.choice_types), None)

@@ -13,18 +13,15 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rejoinder.engine.events import Event
 from rejoinder.errors import FailedDependency, InvalidRequest
 from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayScope
-from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, Preparation, ToolGroup, ToolKind
+from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, Preparation, ToolGroup, ToolKind, ToolSetup
 from rejoinder.tools.mcp.calls import ApprovalCall, McpCall, McpTool, listing_events
 from rejoinder.tools.mcp.client import McpSessions, McpUnavailable
 from rejoinder.tools.mcp.servers import McpServer, refuse_unsupported
-
-if TYPE_CHECKING:
-    from rejoinder.config import Settings
 
 DENIED_TEXT = "The user denied this tool call."
 MAX_TOOL_NAME = 64
@@ -247,5 +244,5 @@ class McpKind(ToolKind):
         ItemType("mcp_approval_response", "mcpa", _replay_response),
     )
 
-    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, settings: Settings) -> ToolGroup:
-        return McpGroup(self, declarations, names, settings.mcp_timeout, settings.mcp_connect_timeout)
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, setup: ToolSetup) -> ToolGroup:
+        return McpGroup(self, declarations, names, setup.settings.mcp_timeout, setup.settings.mcp_connect_timeout)
