@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from llama_cpp import Llama
+from llama_cpp import Llama, LogitsProcessorList
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from rejoinder.backends.base import NOT_ADMITTED, Admission
@@ -33,6 +33,7 @@ from rejoinder.backends.embedded_grammar import (
     plan_decoding,
     tool_instructions,
 )
+from rejoinder.backends.embedded_guidance import GuidedLogits, TokenizerCache, parse_custom_call
 from rejoinder.backends.embedded_prompt import (
     MIN_OUTPUT_TOKENS,
     Prompt,
@@ -97,6 +98,7 @@ class EmbeddedBackend:
         self.threads = threads
         self.queue = ModelQueue(max_queue)
         self.grammars = GrammarCache()
+        self.guidance_tokenizer = TokenizerCache()
         # Tokenizer only (no weights): counts a request's tokens on the loop (admission, truncation).
         self._vocab = Llama(str(model_path), vocab_only=True, verbose=False)
         self._formatter = _formatter(self._vocab)
@@ -219,9 +221,13 @@ class EmbeddedBackend:
             emit(_Fitted())
             cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt.tokens)
             finish, produced = "stop", 0
+            guided = None
+            if job.plan.guidance is not None:
+                guided = LogitsProcessorList([GuidedLogits(self.guidance_tokenizer.get(llm), job.plan.guidance,
+                                                           len(prompt.tokens), llm.n_vocab())])
             stream = llm.create_completion(
                 prompt.tokens, max_tokens=prompt.max_tokens, temperature=job.temperature, top_p=job.top_p,
-                grammar=job.plan.grammar, stream=True,
+                grammar=job.plan.grammar, logits_processor=guided, stream=True,
             )
             try:
                 for part in stream:  # type: ignore[union-attr]
@@ -301,8 +307,8 @@ class _Reader:
         if isinstance(item, _End):
             return self._end(item)
         text = item.text
-        if self.mode == "auto":  # the grammar lets a call open only with "{"; text never does
-            self.mode = "call" if text.lstrip().startswith("{") else "text"
+        if self.mode == "auto":  # the grammar lets a call open only with "{" (or "<"); text never does
+            self.mode = "call" if text.lstrip().startswith(("{", "<") if self.plan.customs else "{") else "text"
         if self.mode == "call":
             self.buffer += text
             return []
@@ -312,13 +318,14 @@ class _Reader:
         out: list[Chunk] = []
         finish = end.finish_reason
         if self.mode == "call" and self.buffer:
-            call = parse_call(self.buffer, self.plan.tools)
+            call = parse_call(self.buffer, self.plan.tools) or parse_custom_call(self.buffer, self.plan.customs)
             if call is not None:
                 name, arguments = call
                 out.append(self.chunk({"tool_calls": [{"index": 0, "id": "call_" + uuid.uuid4().hex[:24],
                                                         "type": "function",
                                                         "function": {"name": name, "arguments": arguments}}]}))
-                finish = "tool_calls"
+                if finish != "length":  # a custom call cut short still parses: it stays incomplete
+                    finish = "tool_calls"
             elif self.plan.buffer_all and finish != "length":
                 out.append(self.chunk({"content": self.buffer}))  # a JSON answer, not a call
             elif finish != "length":

@@ -19,6 +19,9 @@ from typing import Any, Literal
 
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
+from rejoinder.backends.embedded_guidance import grammar_tools, guidance_grammar, opener
+from rejoinder.tools.grammar import GRAMMAR_KEY
+
 # Free text: anything that does not open a JSON object, so the first character tells text from a call.
 _TEXT_RULE = 'rj-text ::= [^{ \\t\\r\\n] [^\\x00]*'
 _ROOT_DEF = re.compile(r"^root ::=", re.MULTILINE)
@@ -40,6 +43,8 @@ class DecodePlan:
     grammar: LlamaGrammar | None
     tools: tuple[str, ...] = ()
     buffer_all: bool = False
+    guidance: str | None = None  # an llguidance grammar instead of ``grammar`` (custom tools' grammars)
+    customs: tuple[str, ...] = ()  # the tools called as ``<name>`` + raw input (embedded_guidance.py)
 
 
 def _function(tool: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +160,16 @@ def cited_text_grammar(numbers: list[str]) -> str:
     return f'root ::= [^{{ \\t\\r\\n\\[] [^\\[\\x00]* " [" ({choices}) "]" [^\\x00]*\n'
 
 
+def _guided_plan(tools: list[dict[str, Any]], must_call: bool, fmt: dict[str, Any] | None) -> DecodePlan:
+    customs = grammar_tools(tools)
+    plain = [t for t in tools if t not in customs]
+    guidance = guidance_grammar(call_schema(plain) if plain else None, customs, must_call, fmt)
+    names = tuple(_function(t)["name"] for t in plain)
+    custom_names = tuple(_function(t)["name"] for t in customs)
+    return DecodePlan("call" if must_call else "auto", None, names, buffer_all=fmt is not None, guidance=guidance,
+                      customs=custom_names)
+
+
 def plan_decoding(body: dict[str, Any], cache: GrammarCache) -> DecodePlan:
     tools, must_call = _offered(body.get("tools") or [], body.get("tool_choice"))
     fmt = format_schema(body.get("response_format"))
@@ -162,6 +177,8 @@ def plan_decoding(body: dict[str, Any], cache: GrammarCache) -> DecodePlan:
     if numbers:  # an answer to search results: text that cites them (no second search)
         return DecodePlan("text", cache.grammar(cited_text_grammar(numbers)))
     names = tuple(_function(t)["name"] for t in tools)
+    if grammar_tools(tools):
+        return _guided_plan(tools, must_call, fmt)
     if not tools:
         if fmt is None:
             return DecodePlan("text", None)
@@ -178,6 +195,9 @@ def plan_decoding(body: dict[str, Any], cache: GrammarCache) -> DecodePlan:
 
 def _describe(tool: dict[str, Any]) -> str:
     fn = _function(tool)
+    if fn.get(GRAMMAR_KEY):
+        line = f"- {fn['name']}: reply with the line {opener(fn['name']).strip()} and then the tool's input."
+        return f"{line} {fn['description']}" if fn.get("description") else line
     params = _parameters(tool)
     required = set(params.get("required") or [])
     args = []

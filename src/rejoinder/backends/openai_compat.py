@@ -26,6 +26,7 @@ from rejoinder.backends import refusal
 from rejoinder.backends.base import NOT_ADMITTED, Admission
 from rejoinder.backends.chunk import Chunk, MalformedChunk, chunk_from_json, chunks_from_json
 from rejoinder.errors import BackendError
+from rejoinder.tools.grammar import GRAMMAR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,15 @@ def _env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+def _sent(body: dict[str, Any]) -> dict[str, Any]:
+    """The body as it goes upstream: a custom tool's grammar (for the embedded model) stays here."""
+    tools = body.get("tools")
+    if not tools or not any(GRAMMAR_KEY in (t.get("function") or {}) for t in tools):
+        return body
+    return {**body, "tools": [{**t, "function": {k: v for k, v in t["function"].items() if k != GRAMMAR_KEY}}
+                              if GRAMMAR_KEY in (t.get("function") or {}) else t for t in tools]}
+
+
 class OpenAICompatBackend:
     def __init__(self, base_url: str, api_key: str | None, timeout: float = 600.0):
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -211,7 +221,7 @@ class OpenAICompatBackend:
         response: aiohttp.ClientResponse | None = None
         draining = False
         try:
-            response = await self._client().post(self.url, data=orjson.dumps(body), headers=self.headers,
+            response = await self._client().post(self.url, data=orjson.dumps(_sent(body)), headers=self.headers,
                                                  proxy=self.proxy)
             if response.status >= 400:
                 detail = await response.content.read(_ERROR_BODY_LIMIT)

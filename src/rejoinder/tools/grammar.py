@@ -16,6 +16,9 @@ from typing import Literal
 import llguidance
 
 Syntax = Literal["lark", "regex"]
+# In a chat tool's ``function``: the custom tool's grammar, for backends that constrain decoding by it
+# (the embedded model). Backends that send tools upstream leave it out (backends/openai_compat.py).
+GRAMMAR_KEY = "x-rejoinder-grammar"
 _EOS = 256
 _CONTEXT = 40  # characters of the input shown before the point where it breaks the grammar
 
