@@ -170,6 +170,18 @@ def test_structured_output_matches_schema(embedded_server):
 # -- context window -----------------------------------------------------------------------------
 
 
+def test_input_tokens_count_matches_a_real_create(embedded_server):
+    """Counted with the model's own tokenizer and chat template (its default system prompt too):
+    what ``usage.input_tokens`` of the same create reports, within a few percent."""
+    client = _client(embedded_server())
+    body: dict[str, Any] = {"model": NAME, "instructions": "Answer in one word.",
+                            "input": [{"role": "user", "content": "What colour is the sky on a clear day?"}]}
+    counted = client.responses.input_tokens.count(**body).input_tokens
+    used = client.responses.create(**body, max_output_tokens=16, temperature=0).usage
+    assert used is not None
+    assert abs(counted - used.input_tokens) <= max(2, used.input_tokens * 0.03), (counted, used.input_tokens)
+
+
 def test_context_window_400_or_truncation(embedded_server, make_server):
     server = embedded_server(embedded={"n_ctx": 256})
     http = httpx.Client(base_url=server.url, timeout=120)

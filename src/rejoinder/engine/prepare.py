@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rejoinder.api.create_response import CreateResponse
 from rejoinder.api.items import normalize_item
+from rejoinder.backends.base import Admission
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import new_response_id
@@ -135,12 +136,14 @@ async def prepare(
     kept: dict[str, Any] | None = None,
     chain: list[dict[str, Any]] | None = None,
     generate: bool = True,
+    admit: bool = True,
 ) -> RunPlan:
     """Everything decided before the first event, every 4xx included. ``kept``: what the tools'
     preparation kept when a queued background job was accepted (``Toolset.kept``), used instead
     of preparing again. ``chain``: the items of ``previous_response_id``'s chain when the caller
     holds them (a WebSocket's store=false responses), instead of reading the store. ``generate``:
-    see RunPlan."""
+    see RunPlan. ``admit=False``: a plan that will not run (counting its tokens): the backend is
+    not asked."""
     tenant = context.tenant
     route = registry.resolve(req.model)
     conversation_id = conversation_id_of(req)
@@ -173,7 +176,8 @@ async def prepare(
         await toolset.prepare(prep)
         toolset.resolve_choice(req.tool_choice)
         response = _initial_response(req, response_id or new_response_id(), conversation_id)
-        admission = registry.admit(route, req, context.test_id)  # last: a refusal here must not hold a place
+        # last: a refusal here must not hold a place
+        admission = registry.admit(route, req, context.test_id) if admit else Admission(test_id=context.test_id)
     except BaseException:
         await toolset.aclose()
         raise

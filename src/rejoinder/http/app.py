@@ -18,6 +18,7 @@ from rejoinder.crypto.sealing import KeyRing
 from rejoinder.files.store import FileStore
 from rejoinder.http import (
     errors,
+    routes_context,
     routes_conversations,
     routes_files,
     routes_metrics,
@@ -130,6 +131,7 @@ def create_app(settings: Settings, tools: ToolKinds = BUILTIN) -> FastAPI:
     app.router.add_route("/v1/responses", create_response, methods=["POST"])
     app.router.add_websocket_route("/v1/responses", responses_socket)  # WebSocket mode (http/ws_route.py)
     app.include_router(routes_models.router)
+    app.include_router(routes_context.router)  # before /v1/responses/{id}: input_tokens, compact
     app.include_router(routes_responses.router)
     app.include_router(routes_conversations.router)
     app.include_router(routes_metrics.router)
