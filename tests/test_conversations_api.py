@@ -141,14 +141,20 @@ def test_every_item_type_round_trips_exactly(client: openai.OpenAI, server: Any)
     r = _raw(server, "POST", f"/v1/conversations/{conv.id}/items", json={"items": MORE_ITEMS})
     assert r.status_code == 200, r.text
     every = EVERY_ITEM + MORE_ITEMS
-    r = _raw(server, "GET", f"/v1/conversations/{conv.id}/items", params={"order": "asc", "limit": 100})
+    include = ["file_search_call.results", "web_search_call.action.sources", "web_search_call.results"]
+    r = _raw(server, "GET", f"/v1/conversations/{conv.id}/items",
+             params={"order": "asc", "limit": 100, "include": include})
     body = r.json()
     ConversationItemList.model_validate(body)
     assert body["data"] == every
     for item in every:
-        r = _raw(server, "GET", f"/v1/conversations/{conv.id}/items/{item['id']}")
+        r = _raw(server, "GET", f"/v1/conversations/{conv.id}/items/{item['id']}", params={"include": include})
         assert r.json() == item
         ITEM.validate_python(r.json())
+    # Without the include, a search call's results are not shown (they stay stored).
+    r = _raw(server, "GET", f"/v1/conversations/{conv.id}/items", params={"order": "asc", "limit": 100})
+    searches = [i for i in r.json()["data"] if i["type"] == "file_search_call"]
+    assert searches and all(i["results"] is None for i in searches)
 
 
 def test_ids_and_defaults_are_filled_in(client: openai.OpenAI, server: Any) -> None:

@@ -27,7 +27,8 @@ from rejoinder.tools.grammar import GrammarError, compile_grammar
 
 # Served: the kinds of the server's ToolKinds (tools/registry.py). Declared by Codex on every
 # request; until a search provider serves them they change nothing:
-NOT_OFFERED = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
+# (web_search is served by tools/web_search.py: accepted, and offered only with a provider.)
+NOT_OFFERED: tuple[str, ...] = ()
 # Client-executed kinds whose declarations are checked; served once their modules land.
 CHECKED_NOT_SERVED = ("custom", "namespace", "tool_search", "apply_patch", "shell", "local_shell")
 

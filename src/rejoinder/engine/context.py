@@ -193,8 +193,6 @@ CORE_ITEM_TYPES = (
     ItemType("message", "msg", _replay_message),
     ItemType("reasoning", "rs"),
     ItemType("item_reference", "item"),
-    ItemType("web_search_call", "ws"),
-    ItemType("file_search_call", "fs"),
 )
 
 

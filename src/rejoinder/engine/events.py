@@ -20,6 +20,7 @@ from openai.types import responses as T
 from pydantic import BaseModel
 
 from rejoinder.ids import new_id, new_item_id
+from rejoinder.item_view import shown, shown_response
 
 _VALIDATE = os.environ.get("REJOINDER_VALIDATE_EVENTS") == "1"
 
@@ -45,9 +46,12 @@ def _ev(kind: type[BaseModel], **fields: Any) -> Event:
     return Event(fields["type"], fields["sequence_number"], orjson.dumps(fields))
 
 
-def _response_ev(kind: type[BaseModel], type_: str, sequence_number: int, response: dict[str, Any]) -> Event:
+def _response_ev(kind: type[BaseModel], type_: str, sequence_number: int, response: dict[str, Any],
+                 include: Any = None) -> Event:
     """A lifecycle event (``response.created``... ``response.completed``). Its Response is
-    serialized once and kept apart too: a non-streamed reply is the terminal event's own bytes."""
+    serialized once and kept apart too: a non-streamed reply is the terminal event's own bytes.
+    Parts of items only ``include`` shows are left out (item_view.py)."""
+    response = shown_response(response, include)
     if _VALIDATE:
         kind.model_validate({"type": type_, "sequence_number": sequence_number, "response": response})
     body = orjson.dumps(response)
@@ -96,6 +100,7 @@ class ResponseState:
         self.output: list[dict[str, Any]] = response["output"]
         self.seq = -1
         self.usage = empty_usage()
+        self.include: frozenset[str] = frozenset()  # the request's include (item_view.py)
 
     def _n(self) -> int:
         self.seq += 1
@@ -104,14 +109,14 @@ class ResponseState:
     # -- response lifecycle ------------------------------------------------------------------
 
     def created(self) -> Event:
-        return _response_ev(T.ResponseCreatedEvent, "response.created", self._n(), self.response)
+        return _response_ev(T.ResponseCreatedEvent, "response.created", self._n(), self.response, self.include)
 
     def queued(self) -> Event:
-        return _response_ev(T.ResponseQueuedEvent, "response.queued", self._n(), self.response)
+        return _response_ev(T.ResponseQueuedEvent, "response.queued", self._n(), self.response, self.include)
 
     def in_progress(self) -> Event:
         self.response["status"] = "in_progress"
-        return _response_ev(T.ResponseInProgressEvent, "response.in_progress", self._n(), self.response)
+        return _response_ev(T.ResponseInProgressEvent, "response.in_progress", self._n(), self.response, self.include)
 
     def _end(self, status: str) -> None:
         self.response["status"] = status
@@ -120,17 +125,17 @@ class ResponseState:
 
     def completed(self) -> Event:
         self._end("completed")
-        return _response_ev(T.ResponseCompletedEvent, "response.completed", self._n(), self.response)
+        return _response_ev(T.ResponseCompletedEvent, "response.completed", self._n(), self.response, self.include)
 
     def incomplete(self, reason: str) -> Event:
         self._end("incomplete")
         self.response["incomplete_details"] = {"reason": reason}
-        return _response_ev(T.ResponseIncompleteEvent, "response.incomplete", self._n(), self.response)
+        return _response_ev(T.ResponseIncompleteEvent, "response.incomplete", self._n(), self.response, self.include)
 
     def failed(self, code: str, message: str) -> Event:
         self._end("failed")
         self.response["error"] = {"code": code, "message": message}
-        return _response_ev(T.ResponseFailedEvent, "response.failed", self._n(), self.response)
+        return _response_ev(T.ResponseFailedEvent, "response.failed", self._n(), self.response, self.include)
 
     def cancelled(self) -> None:
         """Cancelled responses get no terminal SSE event of their own; the stream just ends."""
@@ -150,12 +155,14 @@ class ResponseState:
         self.output.append(item)
         index = len(self.output) - 1
         return index, _ev(T.ResponseOutputItemAddedEvent,
-            type="response.output_item.added", sequence_number=self._n(), output_index=index, item=item
+            type="response.output_item.added", sequence_number=self._n(), output_index=index,
+            item=shown(item, self.include),
         )
 
     def item_done(self, index: int) -> Event:
         return _ev(T.ResponseOutputItemDoneEvent,
-            type="response.output_item.done", sequence_number=self._n(), output_index=index, item=self.output[index]
+            type="response.output_item.done", sequence_number=self._n(), output_index=index,
+            item=shown(self.output[index], self.include),
         )
 
     # -- assistant message -------------------------------------------------------------------

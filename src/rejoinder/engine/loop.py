@@ -57,6 +57,7 @@ class ResponseRun:
         self.max_iterations = max_iterations
         self.observer = observer  # metrics and spans: first token, backend and tool calls, the end
         self.state = ResponseState(plan.response)
+        self.state.include = frozenset(plan.params.get("include") or ())
         self.env = CallEnv(self.state, observer, plan.response_id)
         self.policy = ToolPolicy(plan.toolset, plan.params, self.env)
         self._step: StepReader | None = None  # the step being read

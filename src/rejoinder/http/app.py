@@ -42,7 +42,9 @@ from rejoinder.store.leases import LeaseStore
 from rejoinder.store.migrations import migrate
 from rejoinder.store.notify import PostgresListener
 from rejoinder.store.responses import ResponseStore
+from rejoinder.tools import web_search
 from rejoinder.tools.registry import BUILTIN, ToolKinds
+from rejoinder.tools.web_provider import WebSearchProvider
 from rejoinder.vectors import setup as vector_setup
 from rejoinder.vectors.service import VectorService
 
@@ -63,6 +65,7 @@ class Services:
     listener: PostgresListener | None = None
     files: FileStore | None = None
     vectors: VectorService | None = None
+    web_search: WebSearchProvider | None = None  # the web_search tool's provider (tools/web_search.py)
 
     async def start(self) -> None:
         """Hear of other replicas' changes, settle what dead ones left, take queued jobs."""
@@ -84,6 +87,8 @@ class Services:
         if self.listener is not None:
             await self.listener.stop()
         await self.registry.aclose()
+        if self.web_search is not None:
+            await self.web_search.aclose()
         await self.db.dispose()
 
 
@@ -98,12 +103,15 @@ async def build_services(settings: Settings, telemetry: Telemetry, tools: ToolKi
     leases = LeaseStore(db, lease_owner, settings.lease_seconds, settings.conversation_lock_seconds)
     keeper = LeaseKeeper(leases, conversations, settings.replica_id, on_takeover=telemetry.lease_takeovers)
     files, vectors = await vector_setup.build(settings, db, lease_owner)
+    web_provider = web_search.make_provider(settings.web_search)
+    if web_provider is not None:
+        tools = tools.with_kinds(*web_search.kinds(web_provider, settings.web_search))
     tools = tools.bound(vectors=vectors, files=files)
     responses = ResponsesService(settings, registry, store, conversations, keeper, telemetry, tools)
     background = BackgroundResponses(settings, responses, leases, keeper)
     listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
     return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, sealing,
-                    listener, files, vectors)
+                    listener, files, vectors, web_provider)
 
 
 def create_app(settings: Settings, tools: ToolKinds = BUILTIN) -> FastAPI:

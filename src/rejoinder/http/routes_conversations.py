@@ -6,6 +6,7 @@ conversation answers 404 exactly like a missing one, for reads and mutations ali
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,6 +17,7 @@ from rejoinder.http.body import json_body
 from rejoinder.http.gate import principal
 from rejoinder.http.query import metadata_filter
 from rejoinder.ids import new_id
+from rejoinder.item_view import shown, shown_items
 from rejoinder.store.conversations import ConversationStore, conversation_not_found
 from rejoinder.store.pagination import Page
 from rejoinder.tenant import Tenant
@@ -108,7 +110,7 @@ async def list_items(
     include: list[str] = Depends(include_param),
 ) -> dict[str, Any]:
     page = await _store(request).list_items(conversation_id, owner, after, limit, order)
-    return page.body()
+    return replace(page, data=shown_items(page.data, include)).body()
 
 
 @router.get("/v1/conversations/{conversation_id}/items/{item_id}")
@@ -119,7 +121,7 @@ async def get_item(
     owner: Tenant = Depends(principal),
     include: list[str] = Depends(include_param),
 ) -> dict[str, Any]:
-    return await _store(request).get_item(conversation_id, owner, item_id)
+    return shown(await _store(request).get_item(conversation_id, owner, item_id), include)
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}")

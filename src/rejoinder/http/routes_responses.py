@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,7 +11,9 @@ from fastapi.responses import Response
 from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.http.gate import principal
 from rejoinder.http.query import metadata_filter
+from rejoinder.http.routes_conversations import include_param
 from rejoinder.http.sse import sse_frames_response
+from rejoinder.item_view import shown_items, shown_response
 from rejoinder.tenant import Tenant
 
 router = APIRouter()
@@ -33,7 +36,7 @@ async def list_responses(
     page = await _services(request).responses.responses.list_responses(owner, after, limit, order, model, metadata)
     if page is None:
         raise InvalidRequest(f"No response found with id '{after}' to list after.", param="after")
-    return page.body()
+    return replace(page, data=[shown_response(body, ()) for body in page.data]).body()
 
 
 @router.get("/v1/responses/{response_id}", response_model=None)
@@ -44,7 +47,7 @@ async def get_response(
     stream: bool = False,
     starting_after: int | None = Query(None, ge=-1),
     include_obfuscation: bool | None = None,
-    include: list[str] | None = Query(None),
+    include: list[str] = Depends(include_param),
 ) -> dict[str, Any] | Response:
     if stream:
         worker = _services(request).background
@@ -54,7 +57,7 @@ async def get_response(
     stored = await _services(request).responses.responses.get(response_id, owner)
     if stored is None:
         raise not_found("Response", response_id)
-    return stored.body
+    return shown_response(stored.body, include)
 
 
 @router.post("/v1/responses/{response_id}/cancel")
@@ -77,7 +80,7 @@ async def list_input_items(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",
-    include: list[str] | None = Query(None),
+    include: list[str] = Depends(include_param),
 ) -> dict[str, Any]:
     store = _services(request).responses.responses
     if not await store.exists(response_id, owner):
@@ -85,4 +88,4 @@ async def list_input_items(
     page = await store.list_input_items(response_id, after, limit, order)
     if page is None:
         raise InvalidRequest(f"No input item found with id '{after}' in response '{response_id}'.", param="after")
-    return page.body()
+    return replace(page, data=shown_items(page.data, include)).body()

@@ -40,6 +40,7 @@ class Sources:
     """Every source shown to the model in this context, by marker number (1-based)."""
 
     items: list[Source] = field(default_factory=list)
+    seeded: bool = False  # the context's earlier results are numbered (tools/search_calls.py)
 
     def add(self, source: Source) -> int:
         self.items.append(source)
@@ -50,6 +51,9 @@ class Sources:
 
     def __bool__(self) -> bool:
         return bool(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 def annotation(source: Source, index: int, text: str) -> dict[str, Any]:

@@ -1,31 +1,55 @@
 """The ``file_search`` server tool: the model searches the request's vector stores.
 
 The model is offered a function ``file_search(query)``. A call becomes a ``file_search_call``
-item (queries, status, and with ``include: ["file_search_call.results"]`` its results), searched
-through ``VectorService.run_search`` with the tool's ``filters``, ``max_num_results`` and
-``ranking_options``, as the request's tenant: a vector store of another principal is the Vector
-Stores API's 404, checked before the response starts and again when the call runs. The results
-reach the model numbered (``[1]``...) so that the markers it repeats become ``file_citation``
-annotations (``tools/citations.py``).
+item (queries, status, results: shown with ``include: ["file_search_call.results"]``, always
+kept for the model's later turns), with events ``in_progress`` -> ``searching`` -> ``completed``.
+It searches through ``VectorService.run_search`` with the tool's ``filters``,
+``max_num_results`` and ``ranking_options``, as the request's tenant: another principal's vector
+store is the Vector Stores API's 404, before the response starts; a store gone by the time the
+model calls fails the call (the model is told) and the response goes on. The results reach the
+model numbered (``[1]``...); the markers it repeats become ``file_citation`` annotations.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from openai.types import responses as T
+
+from rejoinder.engine.events import Event, ResponseState
 from rejoinder.errors import APIError, InvalidRequest
+from rejoinder.ids import new_item_id
+from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayScope
 from rejoinder.tenant import Tenant
-from rejoinder.tools.citations import Source, Sources
+from rejoinder.tools import search_calls
+from rejoinder.tools.citations import CitationStream
+from rejoinder.tools.interface import (
+    CallEnv,
+    ModelCall,
+    Names,
+    Offer,
+    Preparation,
+    TextFilter,
+    ToolGroup,
+    ToolKind,
+    ToolSetup,
+)
 from rejoinder.vectors import params as P
 from rejoinder.vectors.filters import validate as validate_filters
-from rejoinder.vectors.search import SearchRequest, SearchResult
-from rejoinder.vectors.service import VectorService
+from rejoinder.vectors.search import SearchRequest
+
+if TYPE_CHECKING:
+    from rejoinder.vectors.service import VectorService
+
+log = logging.getLogger(__name__)
 
 TYPE = "file_search"
 FUNCTION_NAME = "file_search"
-INCLUDE_RESULTS = "file_search_call.results"
+RESULT_CHARS = 8000  # what one call's results may take of the model's context, in characters
 DEFAULT_MAX_RESULTS = 10
 MAX_STORES = 2  # OpenAI's limit for the file_search tool
 
@@ -105,13 +129,6 @@ class FileSearchTool:
                              text_weight=self.text_weight)
 
 
-async def check_access(service: VectorService, tenant: Tenant, tool: FileSearchTool) -> None:
-    """Before the response starts: every store is the tenant's (else the API's 404) and usable."""
-    service.require_available()
-    for store_id in tool.vector_store_ids:
-        await service.stores.get_row(store_id, tenant)
-
-
 def parse_query(arguments: str) -> str:
     """The ``query`` of the model's arguments; ValueError with a message for the model."""
     try:
@@ -126,62 +143,144 @@ def parse_query(arguments: str) -> str:
     return query.strip()[:P.MAX_QUERY_CHARS]
 
 
-async def search(service: VectorService, tenant: Tenant, tool: FileSearchTool,
-                 query: str) -> tuple[list[str], list[SearchResult]]:
-    """The queries as searched and the results; ``APIError`` (a 404 for a store gone or foreign,
-    a 503 for the embedding model) is the caller's to report as a failed call."""
-    return await service.run_search(tenant, tool.request(query))
-
-
-def call_item(item_id: str, queries: list[str]) -> dict[str, Any]:
-    return {"id": item_id, "type": "file_search_call", "status": "in_progress", "queries": queries, "results": None}
-
-
-def result_entries(results: list[SearchResult]) -> list[dict[str, Any]]:
-    """The item's ``results`` (shown with ``include: ["file_search_call.results"]``)."""
-    return [{"file_id": r.file_id, "filename": r.filename, "score": r.score, "attributes": r.attributes,
-             "text": "\n".join(r.content)} for r in results]
-
-
-def sources(item: dict[str, Any]) -> list[Source]:
-    """The citable sources of a stored ``file_search_call``, in the order the model saw them."""
-    return [Source("file", file_id=r.get("file_id") or "", filename=r.get("filename") or "")
-            for r in item.get("results") or [] if r.get("file_id")]
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", 0, limit)
-    return text[:cut if cut > limit // 2 else limit] + " ..."
-
-
-def model_text(item: dict[str, Any], numbers: list[int], budget_chars: int, error: str | None = None) -> str:
-    """What the model reads for a call: each result under its marker, the marker repeated after
-    the text (a model that copies a sentence copies its marker with it), within ``budget_chars``."""
-    if item.get("status") == "failed":
-        return error or "The file search failed."
-    results = item.get("results")
+def model_text(item: dict[str, Any], numbers: list[int]) -> str:
+    """What the model reads for a call, now and on every later turn."""
     queries = "; ".join(item.get("queries") or [])
-    if results is None:
-        return f'Searched the files for "{queries}". (The results of this earlier search were not kept.)'
+    if item.get("status") == "failed":
+        return f'The file search for "{queries}" failed; answer without it, and say so.'
+    results = item.get("results") or []
     if not results:
         return f'No passage of the files matches "{queries}".'
-    share = max(200, budget_chars // len(results))
-    lines = [f"Results for \"{queries}\". Cite a result by writing its marker, like [{numbers[0]}], "
-             "after the sentence that uses it."]
-    for n, r in zip(numbers, results, strict=False):
-        lines.append(f"[{n}] {r.get('filename')}: {_shorten(r.get('text') or '', share)} [{n}]")
-    return "\n".join(lines)
+    return search_calls.results_text(
+        f'Results for "{queries}".',
+        [(n, r.get("filename") or "file", r.get("text") or "") for n, r in zip(numbers, results, strict=False)],
+        RESULT_CHARS)
 
 
-def register(item: dict[str, Any], registry: Sources) -> list[int]:
-    """Number the item's sources in ``registry``; the numbers the model is shown."""
-    return [registry.add(s) for s in sources(item)]
+def _replay(item: dict[str, Any], scope: ReplayScope) -> Replayed:
+    numbers = search_calls.replay_numbers(scope, len(search_calls.sources_of(item)))
+    query = " ".join(item.get("queries") or [])
+    return ReplayCall(item["id"], FUNCTION_NAME, json.dumps({"query": query}), model_text(item, numbers))
 
 
-def failure_text(exc: Exception) -> str:
-    if isinstance(exc, APIError):
-        return f"The file search failed: {exc.message}"
-    return f"The file search failed: {exc}"
+class FileSearchCall(ModelCall):
+    on_server = True
+
+    def __init__(self, env: CallEnv, group: FileSearchGroup):
+        self.state: ResponseState = env.state
+        self.env = env
+        self.group = group
+        self.arguments = ""
+        item = {"id": new_item_id("file_search_call"), "type": "file_search_call", "status": "in_progress",
+                "queries": [], "results": None}
+        self.index, added = self.state.add_item(item)
+        self.started = [added, self._event(T.ResponseFileSearchCallInProgressEvent, "in_progress")]
+
+    def _event(self, kind: Any, phase: str) -> Event:
+        return self.state.item_event(kind, f"response.file_search_call.{phase}", self.index)
+
+    def delta(self, text: str) -> list[Event]:
+        self.arguments += text
+        return []
+
+    async def run(self) -> AsyncIterator[list[Event]]:
+        item = self.state.output[self.index]
+        tool = self.group.tool
+        try:
+            query = parse_query(self.arguments)
+        except ValueError as exc:
+            query, error = "", str(exc)
+        else:
+            error = None
+        item["queries"] = [query] if query else []
+        item["status"] = "searching"
+        yield [self._event(T.ResponseFileSearchCallSearchingEvent, "searching")]
+        if error is None and tool is not None and self.group.service is not None and self.group.tenant is not None:
+            with self.env.observer.tool_call("file_search", FUNCTION_NAME) as observed:
+                try:
+                    searched, results = await self.group.service.run_search(self.group.tenant, tool.request(query))
+                except APIError as exc:
+                    log.info("response %s: file_search failed: %s", self.env.response_id, exc.message)
+                    observed.failed(exc.code or "error")
+                    error = exc.message
+            if error is None:
+                item["queries"] = searched
+                item["results"] = [{"file_id": r.file_id, "filename": r.filename, "score": r.score,
+                                    "attributes": r.attributes, "text": "\n".join(r.content)} for r in results]
+        if error is not None:
+            item["status"] = "failed"
+            yield [self.state.item_done(self.index)]
+            return
+        item["status"] = "completed"
+        search_calls.register(self.group.sources, item)
+        yield [self._event(T.ResponseFileSearchCallCompletedEvent, "completed"), self.state.item_done(self.index)]
+
+
+class FileSearchOffer(Offer):
+    name = FUNCTION_NAME
+
+    def __init__(self, group: FileSearchGroup):
+        self.group = group
+
+    def chat_tool(self) -> dict[str, Any]:
+        return FUNCTION
+
+    def on_server(self) -> bool:
+        return True
+
+    def begin(self, env: CallEnv, call_id: str) -> tuple[ModelCall, list[Event]]:
+        call = FileSearchCall(env, self.group)
+        return call, call.started
+
+
+class FileSearchGroup(ToolGroup):
+    def __init__(self, kind: FileSearchKind, declarations: list[tuple[str, dict[str, Any]]], names: Names,
+                 setup: ToolSetup):
+        self.kind = kind
+        self.service: VectorService | None = setup.services.get("vectors")
+        self.tenant: Tenant = setup.tenant
+        self.sources = search_calls.sources(setup.shared)
+        self.tool: FileSearchTool | None = None
+        if len(declarations) > 1:
+            raise InvalidRequest("Declare the file_search tool once.", param=declarations[1][0],
+                                 code="invalid_value")
+        self.offer: FileSearchOffer | None = None
+        if declarations:
+            param, declaration = declarations[0]
+            self.tool = FileSearchTool.parse(declaration, param)
+            self.param = param
+            self.offer = FileSearchOffer(self)
+            names.claim(self.offer.name)
+
+    async def prepare(self, prep: Preparation) -> None:
+        search_calls.seed(self.sources, prep.items)  # earlier turns' results keep their markers
+        if self.tool is None:
+            return
+        if self.service is None:
+            raise InvalidRequest("file_search is not available: this server has no vector stores.",
+                                 param=f"{self.param}.type", code="unsupported_value")
+        self.service.require_available()
+        for store_id in self.tool.vector_store_ids:  # another principal's store: the API's 404
+            await self.service.stores.get_row(store_id, self.tenant)
+
+    def offers(self) -> Sequence[Offer]:
+        return [self.offer] if self.offer else []
+
+    def choose(self, choice: dict[str, Any], param: str, allowed: bool) -> set[str]:
+        if self.offer is None:
+            raise InvalidRequest("Tool choice 'file_search' names a tool that is not in 'tools'.",
+                                 param=f"{param}.type", code="invalid_value")
+        return {self.offer.name}
+
+    def text_filter(self) -> TextFilter | None:
+        return CitationStream(self.sources) if self.tool is not None or self.sources else None
+
+
+class FileSearchKind(ToolKind):
+    type = "file_search"
+    on_server = True
+    choice_types = ("file_search",)
+    item_types = (ItemType("file_search_call", "fs", _replay),)
+
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, setup: ToolSetup) -> ToolGroup:
+        return FileSearchGroup(self, declarations, names, setup)

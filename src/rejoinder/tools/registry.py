@@ -12,9 +12,11 @@ from typing import Any
 
 from rejoinder.engine.context import CORE_ITEM_TYPES
 from rejoinder.item_types import ItemType
+from rejoinder.tools.file_search import FileSearchKind
 from rejoinder.tools.function import FunctionKind
 from rejoinder.tools.interface import ToolKind
 from rejoinder.tools.mcp import McpKind
+from rejoinder.tools.web_search import kinds as web_search_kinds
 
 
 class ToolKinds:
@@ -54,4 +56,6 @@ class ToolKinds:
         return iter(self.kinds.values())
 
 
-BUILTIN = ToolKinds([FunctionKind(), McpKind()])
+# The web search kinds get the provider from build_services (http/app.py); without one they accept
+# a declared web_search and do not offer it.
+BUILTIN = ToolKinds([FunctionKind(), McpKind(), FileSearchKind(), *web_search_kinds()])

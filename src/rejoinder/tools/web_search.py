@@ -16,12 +16,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from openai.types import responses as T
 
-from rejoinder.tools.citations import Source, Sources
+from rejoinder.engine.events import Event, ResponseState
+from rejoinder.errors import InvalidRequest
+from rejoinder.ids import new_item_id
+from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayScope
+from rejoinder.tools import search_calls
+from rejoinder.tools.citations import CitationStream
+from rejoinder.tools.interface import (
+    CallEnv,
+    ModelCall,
+    Names,
+    Offer,
+    Preparation,
+    TextFilter,
+    ToolGroup,
+    ToolKind,
+    ToolSetup,
+)
 from rejoinder.tools.page_fetch import FetchRefused, fetch_text
 from rejoinder.tools.web_provider import (
     ProviderError,
@@ -36,7 +54,7 @@ log = logging.getLogger(__name__)
 
 TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
 FUNCTION_NAME = "web_search"
-INCLUDE_SOURCES = "web_search_call.action.sources"
+RESULT_CHARS = 8000
 RESULTS_FOR_SIZE = {"low": 3, "medium": 5, "high": 10}
 PAGES_FOR_SIZE = {"low": 0, "medium": 1, "high": 3}
 PAGE_CHARS = 2000
@@ -78,16 +96,6 @@ class WebSearchTool:
 
 
 @dataclass
-class WebSearchSettings:
-    """What the operator configured (``REJOINDER_WEB_SEARCH__*``)."""
-
-    fetch_pages: int = 2
-    fetch_max_bytes: int = 2 * 1024 * 1024
-    fetch_timeout: float = 10.0
-    allow_private_pages: bool = False
-
-
-@dataclass
 class WebSearchOutcome:
     query: str
     results: list[WebResult]
@@ -114,8 +122,7 @@ def parse_query(arguments: str) -> str:
     return query.strip()[:MAX_QUERY_CHARS]
 
 
-async def run(provider: WebSearchProvider, settings: WebSearchSettings, tool: WebSearchTool,
-              query: str) -> WebSearchOutcome:
+async def search(provider: WebSearchProvider, settings: Any, tool: WebSearchTool, query: str) -> WebSearchOutcome:
     """Search, then read the best results' pages if the tool and the operator allow it."""
     try:
         results = await provider.search(WebQuery(query, RESULTS_FOR_SIZE.get(tool.context_size, 5),
@@ -126,7 +133,7 @@ async def run(provider: WebSearchProvider, settings: WebSearchSettings, tool: We
     pages: dict[str, str] = {}
     count = min(PAGES_FOR_SIZE.get(tool.context_size, 1), settings.fetch_pages) if tool.live else 0
     if count and results:
-        async with httpx.AsyncClient(timeout=settings.fetch_timeout, follow_redirects=False) as client:
+        async with httpx.AsyncClient(timeout=settings.timeout, follow_redirects=False) as client:
             async def read(url: str) -> str | None:
                 try:
                     return await fetch_text(client, url, allow_private=settings.allow_private_pages,
@@ -140,59 +147,156 @@ async def run(provider: WebSearchProvider, settings: WebSearchSettings, tool: We
     return WebSearchOutcome(query, results, pages)
 
 
-def call_item(item_id: str, query: str) -> dict[str, Any]:
-    return {"id": item_id, "type": "web_search_call", "status": "in_progress",
-            "action": {"type": "search", "query": query, "queries": [query]}}
-
-
-def finish_item(item: dict[str, Any], outcome: WebSearchOutcome, include_sources: bool) -> None:
-    item["status"] = "failed" if outcome.error else "completed"
-    if include_sources:
-        item["action"]["sources"] = [{"type": "url", "url": r.url} for r in outcome.results]
-
-
-def register(outcome: WebSearchOutcome, registry: Sources) -> list[int]:
-    return [registry.add(Source("url", url=r.url, title=r.title)) for r in outcome.results]
-
-
-def stored_sources(item: dict[str, Any]) -> list[Source]:
-    """The citable sources of a stored ``web_search_call`` (only kept with the include)."""
-    return [Source("url", url=s["url"], title=s["url"]) for s in (item.get("action") or {}).get("sources") or []
-            if isinstance(s, dict) and s.get("url")]
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", 0, limit)
-    return text[:cut if cut > limit // 2 else limit] + " ..."
-
-
-def model_text(outcome: WebSearchOutcome, numbers: list[int], budget_chars: int) -> str:
-    if outcome.error:
-        return f"The web search failed: {outcome.error} Answer without it, and say the search failed."
-    if not outcome.results:
-        return f'The web search for "{outcome.query}" found nothing.'
-    share = max(200, budget_chars // len(outcome.results))
-    lines = [f'Web results for "{outcome.query}". Cite a result by writing its marker, like [{numbers[0]}], '
-             "after the sentence that uses it."]
-    for n, r in zip(numbers, outcome.results, strict=False):
-        text = r.snippet
-        if r.url in outcome.pages:
-            text = f"{text}\n{outcome.pages[r.url][:PAGE_CHARS]}" if text else outcome.pages[r.url][:PAGE_CHARS]
-        lines.append(f"[{n}] {r.title} ({r.url}): {_shorten(text, share)} [{n}]")
-    return "\n".join(lines)
-
-
-def replay_text(item: dict[str, Any], numbers: list[int]) -> str:
-    """A stored call as the model reads it on a later turn: its query, and its sources if kept."""
+def model_text(item: dict[str, Any], numbers: list[int]) -> str:
+    """What the model reads for a call, now and on every later turn."""
     action = item.get("action") or {}
     query = action.get("query") or "; ".join(action.get("queries") or [])
     if item.get("status") == "failed":
-        return f'The web search for "{query}" failed.'
-    found = stored_sources(item)
-    if not found:
-        return f'Searched the web for "{query}". (The results of this earlier search were not kept.)'
-    return "\n".join([f'Web results for "{query}":',
-                      *(f"[{n}] {s.url} [{n}]" for n, s in zip(numbers, found, strict=False))])
+        return f'The web search for "{query}" failed; answer without it, and say the search failed.'
+    results = item.get("results") or []
+    if not results:
+        return f'The web search for "{query}" found nothing.'
+    return search_calls.results_text(
+        f'Web results for "{query}".',
+        [(n, f"{r.get('title') or r['url']} ({r['url']})", r.get("text") or "")
+         for n, r in zip(numbers, results, strict=False)], RESULT_CHARS)
+
+
+def _replay(item: dict[str, Any], scope: ReplayScope) -> Replayed:
+    numbers = search_calls.replay_numbers(scope, len(search_calls.sources_of(item)))
+    query = (item.get("action") or {}).get("query") or ""
+    return ReplayCall(item["id"], FUNCTION_NAME, json.dumps({"query": query}), model_text(item, numbers))
+
+
+class WebSearchCall(ModelCall):
+    on_server = True
+
+    def __init__(self, env: CallEnv, group: WebSearchGroup):
+        self.state: ResponseState = env.state
+        self.env = env
+        self.group = group
+        self.arguments = ""
+        item = {"id": new_item_id("web_search_call"), "type": "web_search_call", "status": "in_progress",
+                "action": {"type": "search", "query": "", "queries": []}}
+        self.index, added = self.state.add_item(item)
+        self.started = [added, self._event(T.ResponseWebSearchCallInProgressEvent, "in_progress")]
+
+    def _event(self, kind: Any, phase: str) -> Event:
+        return self.state.item_event(kind, f"response.web_search_call.{phase}", self.index)
+
+    def delta(self, text: str) -> list[Event]:
+        self.arguments += text
+        return []
+
+    async def run(self) -> AsyncIterator[list[Event]]:
+        item = self.state.output[self.index]
+        try:
+            query = parse_query(self.arguments)
+        except ValueError as exc:
+            outcome = WebSearchOutcome("", [], {}, str(exc))
+        else:
+            item["action"].update(query=query, queries=[query])
+        yield [self._event(T.ResponseWebSearchCallSearchingEvent, "searching")]
+        if item["action"]["query"]:
+            provider, tool = self.group.kind.provider, self.group.tool
+            assert provider is not None and tool is not None
+            with self.env.observer.tool_call("web_search", provider.name) as observed:
+                outcome = await search(provider, self.group.kind.config, tool, query)
+                if outcome.error:
+                    observed.failed("provider_error")
+        item["action"]["sources"] = [{"type": "url", "url": r.url} for r in outcome.results]
+        item["results"] = [{"url": r.url, "title": r.title,
+                            "text": f"{r.snippet}\n{outcome.pages[r.url][:PAGE_CHARS]}" if r.url in outcome.pages
+                            else r.snippet} for r in outcome.results]
+        if outcome.error:
+            item["status"] = "failed"
+            yield [self.state.item_done(self.index)]
+            return
+        item["status"] = "completed"
+        search_calls.register(self.group.sources, item)
+        yield [self._event(T.ResponseWebSearchCallCompletedEvent, "completed"), self.state.item_done(self.index)]
+
+
+class WebSearchOffer(Offer):
+    name = FUNCTION_NAME
+
+    def __init__(self, group: WebSearchGroup):
+        self.group = group
+
+    def chat_tool(self) -> dict[str, Any]:
+        return FUNCTION
+
+    def on_server(self) -> bool:
+        return True
+
+    def begin(self, env: CallEnv, call_id: str) -> tuple[ModelCall, list[Event]]:
+        call = WebSearchCall(env, self.group)
+        return call, call.started
+
+
+class WebSearchGroup(ToolGroup):
+    """The request's declarations of one web search type; offered only with a provider."""
+
+    def __init__(self, kind: WebSearchKind, declarations: list[tuple[str, dict[str, Any]]], names: Names,
+                 setup: ToolSetup):
+        self.kind = kind
+        self.tool = WebSearchTool.parse(declarations[0][1]) if declarations else None
+        self.offer: WebSearchOffer | None = None
+        self.sources = search_calls.sources(setup.shared)
+        if self.tool is None:
+            return
+        if kind.provider is None:
+            _not_offered(kind.type)
+        elif FUNCTION_NAME not in names.taken:  # web_search and web_search_preview both declared: one offer
+            self.offer = WebSearchOffer(self)
+            names.claim(FUNCTION_NAME)
+
+    async def prepare(self, prep: Preparation) -> None:
+        search_calls.seed(self.sources, prep.items)
+
+    def offers(self) -> Sequence[Offer]:
+        return [self.offer] if self.offer else []
+
+    def choose(self, choice: dict[str, Any], param: str, allowed: bool) -> set[str]:
+        if self.tool is None:
+            raise InvalidRequest(f"Tool choice '{self.kind.type}' names a tool that is not in 'tools'.",
+                                 param=f"{param}.type", code="invalid_value")
+        if self.offer is None and not allowed:
+            raise InvalidRequest(f"Tool choice '{self.kind.type}' cannot be honoured: no web search provider is "
+                                 "configured on this server.", param=f"{param}.type", code="invalid_value")
+        return {self.offer.name} if self.offer else set()
+
+    def text_filter(self) -> TextFilter | None:
+        return CitationStream(self.sources) if self.offer is not None or self.sources else None
+
+
+_told_not_offered = False
+
+
+def _not_offered(kind: str) -> None:
+    """Said once per process: the operator learns why the model never searches."""
+    global _told_not_offered
+    if not _told_not_offered:
+        _told_not_offered = True
+        log.info("a request declares '%s': no web search provider is configured (REJOINDER_WEB_SEARCH__SEARXNG_URL),"
+                 " so the tool is accepted and not offered to the model", kind)
+
+
+class WebSearchKind(ToolKind):
+    """One of the web search tool types; every one shares the server's provider."""
+
+    on_server = True
+    item_types = (ItemType("web_search_call", "ws", _replay),)
+
+    def __init__(self, type_: str, provider: WebSearchProvider | None = None, config: Any = None):
+        self.type = type_  # type: ignore[misc]
+        self.choice_types = (type_,)  # type: ignore[misc]
+        self.provider = provider
+        self.config = config
+
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, setup: ToolSetup) -> ToolGroup:
+        return WebSearchGroup(self, declarations, names, setup)
+
+
+def kinds(provider: WebSearchProvider | None = None, config: Any = None) -> list[WebSearchKind]:
+    return [WebSearchKind(t, provider, config) for t in TYPES]

@@ -1,0 +1,79 @@
+"""What the two search tools share: their items' citable sources, and one numbering of them.
+
+A search result's marker number is its position among every citable result of the context, in
+item order (earlier turns, this turn's input, this response's output). The engine rebuilds the
+transcript for each inference step by replaying items in that order, and the response's
+``Sources`` (one per request, in ``ToolSetup.shared``) is numbered by the same walk, so ``[3]`` in the model's answer is
+the third result it was shown, on this turn and on every later one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rejoinder.item_types import ReplayScope
+from rejoinder.tools.citations import Source, Sources
+
+_COUNTER = "search_calls.next_marker"
+_SHARED = "search_calls.sources"
+
+
+def sources_of(item: dict[str, Any]) -> list[Source]:
+    """The citable results a stored search item holds, in the order the model saw them."""
+    kind = item.get("type")
+    if kind == "file_search_call":
+        return [Source("file", file_id=r.get("file_id") or "", filename=r.get("filename") or "")
+                for r in item.get("results") or [] if isinstance(r, dict) and r.get("file_id")]
+    if kind == "web_search_call":
+        return [Source("url", url=r["url"], title=r.get("title") or r["url"])
+                for r in item.get("results") or [] if isinstance(r, dict) and r.get("url")]
+    return []
+
+
+def sources(shared: dict[str, Any]) -> Sources:
+    """The request's citable sources, shared by every search tool of the request."""
+    found = shared.get(_SHARED)
+    if found is None:
+        found = shared[_SHARED] = Sources()
+    return found
+
+
+def seed(registry: Sources, items: Iterable[dict[str, Any]]) -> None:
+    """Number the results of the context's earlier search items, once per request."""
+    if registry.seeded:
+        return
+    registry.seeded = True
+    for item in items:
+        for source in sources_of(item):
+            registry.add(source)
+
+
+def register(registry: Sources, item: dict[str, Any]) -> list[int]:
+    """Number a search item this response just made; the numbers the model is shown."""
+    return [registry.add(source) for source in sources_of(item)]
+
+
+def replay_numbers(scope: ReplayScope, count: int) -> list[int]:
+    """The marker numbers of the next ``count`` results, replaying items in order."""
+    note = scope.notes.setdefault(_COUNTER, {"next": 1})
+    first = note["next"]
+    note["next"] = first + count
+    return list(range(first, first + count))
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[:cut if cut > limit // 2 else limit] + " ..."
+
+
+def results_text(header: str, lines: list[tuple[int, str, str]], budget_chars: int) -> str:
+    """Results as the model reads them: ``[n] label: text [n]``, the marker repeated after the text
+    (a model that copies a sentence copies its marker with it), within ``budget_chars``."""
+    share = max(200, budget_chars // max(len(lines), 1))
+    return "\n".join([f"{header} Cite a result by writing its marker, like [{lines[0][0]}], after the sentence "
+                      "that uses it.",
+                      *(f"[{n}] {label}: {shorten(text, share)} [{n}]" for n, label, text in lines)])
