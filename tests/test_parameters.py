@@ -80,7 +80,6 @@ def test_unknown_keys_in_conversation_items_are_refused(server):
     ({"moderation": {"model": "omni-moderation-latest"}}, "moderation", "unsupported_parameter"),
     ({"service_tier": "priority"}, "service_tier", "unsupported_value"),
     ({"reasoning": {"mode": "pro"}}, "reasoning.mode", "unsupported_value"),
-    ({"reasoning": {"context": "all_turns"}}, "reasoning.context", "unsupported_value"),
     ({"image": {"context_compression": "enabled"}}, "image.context_compression", "unsupported_value"),
     ({"prompt_cache_options": {"prewarm": True}}, "prompt_cache_options.prewarm", "unsupported_value"),
     ({"access_programs": {"cyber": "daybreak_red"}}, "access_programs.cyber", "unsupported_value"),

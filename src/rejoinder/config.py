@@ -33,6 +33,13 @@ class BackendConfig(BaseModel):
     context_window: int | None = Field(default=None, ge=1, description="tokens; None: asked of the server")
     template_rules: list[Literal["alternate_roles", "no_system_role", "short_call_ids"]] = Field(
         default_factory=list, description="chat-template rules known up front (others are learned)")
+    think_tags: Literal["off", "on", "open"] = Field(
+        default="off", description="the model writes its reasoning in the text between <think> and </think>: "
+        "on (it opens the block), open (its chat template opened it: the answer starts inside)")
+    reasoning_replay: Literal["reasoning_content", "reasoning", "think_tags", "off"] = Field(
+        default="reasoning_content", description="how earlier reasoning goes back on an assistant message: "
+        "reasoning_content (vLLM, llama.cpp, DeepSeek), reasoning (Ollama, OpenRouter), inline <think> in "
+        "its content, or not at all")
 
 
 class EmbeddedConfig(BaseModel):

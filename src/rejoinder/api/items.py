@@ -143,6 +143,8 @@ def validate_item(item: Any, param: str) -> dict[str, Any]:
     if kind == "message":
         _check_message(item, param)
         return {**item, "type": "message"}
+    if kind == "reasoning" and item.get("id") is None:
+        item = {**item, "id": new_item_id("reasoning")}  # Codex sends its reasoning items back without ids
     adapter = _ADAPTERS.get(kind) if isinstance(kind, str) else None
     if kind in NOT_AVAILABLE:
         raise InvalidRequest(f"Input item type '{kind}' is not available on this server.", param=f"{param}.type",

@@ -100,16 +100,13 @@ def _check_include(values: list[Any] | None) -> None:
 
 
 def _check_reasoning(reasoning: dict[str, Any]) -> None:
-    """``effort`` is passed to the backend; ``summary`` is accepted (reasoning text the backend
-    streams becomes a reasoning item). ``mode`` and ``context`` describe OpenAI's own reasoning
-    models: only the values that mean "what the backend does anyway" are accepted."""
+    """``effort`` is passed to the backend; ``summary`` adds summary parts to reasoning items;
+    ``context`` picks which reasoning items go back to the backend (engine/reasoning.py; its
+    values are the SDK's, checked by its type). ``mode`` describes OpenAI's own reasoning models:
+    only the value that means "what the backend does anyway" is accepted."""
     if reasoning.get("mode") not in (None, "standard"):
         raise _unsupported("reasoning.mode", f"reasoning.mode '{reasoning['mode']}' is not supported by this "
                            "server. Supported values are: 'standard'.")
-    if reasoning.get("context") not in (None, "auto"):
-        raise _unsupported("reasoning.context", f"reasoning.context '{reasoning['context']}' is not supported by "
-                           "this server: reasoning items are not given back to chat-completions models. Supported "
-                           "values are: 'auto'.")
 
 
 def _check_hints(req: Any) -> None:

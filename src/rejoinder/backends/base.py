@@ -69,3 +69,7 @@ class ModelRoute:
     token_counter: TokenCounter | None = None  # set for the embedded model
     discovered: Discovered | None = None  # what the server said of itself (context_window.py)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Reasoning (engine/reasoning.py): inline <think> blocks read as reasoning ("on"; "open": the
+    # prompt opened the block), and how earlier reasoning goes back (engine/chat_request.py).
+    think_tags: str = "off"
+    reasoning_replay: str = "reasoning_content"

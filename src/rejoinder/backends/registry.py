@@ -42,7 +42,8 @@ class ModelRegistry:
             routes[name] = ModelRoute(
                 name=name, backend=backend, upstream_model=cfg.model or name, max_tokens_param=cfg.max_tokens_param,
                 owned_by="rejoinder", cache_hints=cfg.cache_hints, context_window=cfg.context_window,
-                template_rules=set(cfg.template_rules),
+                template_rules=set(cfg.template_rules), think_tags=cfg.think_tags,
+                reasoning_replay=cfg.reasoning_replay,
                 http=http if rec.mode in ("live", "record") else None,  # replaying asks no server anything
             )
         from rejoinder.backends import embedded

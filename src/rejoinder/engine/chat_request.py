@@ -21,6 +21,26 @@ def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
+def replay_reasoning(messages: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Earlier reasoning (``reasoning_content`` on assistant messages, engine/context.py) the way
+    the backend takes it: as is, renamed ``reasoning``, inlined in ``<think>`` tags, or dropped."""
+    if mode == "reasoning_content" or not any("reasoning_content" in m for m in messages):
+        return messages
+    out = []
+    for m in messages:
+        if "reasoning_content" not in m:
+            out.append(m)
+            continue
+        m = dict(m)
+        text = m.pop("reasoning_content")
+        if mode == "reasoning":
+            m["reasoning"] = text
+        elif mode == "think_tags":
+            m["content"] = f"<think>\n{text}\n</think>\n\n{m.get('content') or ''}"
+        out.append(m)
+    return out
+
+
 def chat_body(
     route: ModelRoute,
     params: dict[str, Any],
@@ -31,7 +51,7 @@ def chat_body(
     """Only parameters the client set are sent, so upstream defaults (and recordings) stay stable."""
     body: dict[str, Any] = {
         "model": route.upstream_model,
-        "messages": messages,
+        "messages": replay_reasoning(messages, route.reasoning_replay),
         "stream": True,
         "stream_options": {"include_usage": True},
     }

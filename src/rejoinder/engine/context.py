@@ -93,12 +93,28 @@ class _Transcript:
     tool calls are followed directly by their results, in call order; anything the client put
     between a call and its output follows the outputs, in the client's order."""
 
-    def __init__(self, scope: ReplayScope, item_types: dict[str, ItemType]):
+    def __init__(self, scope: ReplayScope, item_types: dict[str, ItemType], unsealed: dict[str, str] | None = None):
         self.scope = scope
         self.item_types = item_types
+        self.unsealed = unsealed or {}  # reasoning text of items that carry only their sealed blob
+        self.reasoning: list[str] = []  # reasoning waiting for the assistant message it led to
         self.messages: list[dict[str, Any]] = []
         self.step: _Step | None = None  # invariant: a step with no result missing is still open
         self.seen: set[str] = set()  # ids of calls the client answers, in the client's order
+
+    def feed_reasoning(self, item: dict[str, Any]) -> None:
+        """A reasoning item goes back with the assistant message that follows it (its
+        ``reasoning_content``; ``chat_request.py`` shapes it for the backend)."""
+        text = reasoning_text(item) or self.unsealed.get(item.get("id") or "", "")
+        if text:
+            self.reasoning.append(text)
+
+    def _with_reasoning(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self.reasoning:
+            earlier = message.get("reasoning_content")
+            message["reasoning_content"] = "\n\n".join([earlier, *self.reasoning] if earlier else self.reasoning)
+            self.reasoning = []
+        return message
 
     def feed(self, item: dict[str, Any]) -> None:
         entry = self.item_types.get(item.get("type", "message"))
@@ -111,7 +127,11 @@ class _Transcript:
                     step.held.append(item)
                     return
                 self._close()
-            self.messages.append(form.message)
+            if form.message.get("role") == "assistant":
+                self.messages.append(self._with_reasoning(dict(form.message)))
+            else:
+                self.reasoning = []  # reasoning no answer followed stays out
+                self.messages.append(form.message)
         elif isinstance(form, ReplayOutput):
             call_id = form.call_id
             if call_id not in self.seen:
@@ -145,6 +165,7 @@ class _Transcript:
         else:
             message = {"role": "assistant", "content": None, "tool_calls": []}
             self.messages.append(message)
+        self._with_reasoning(message)
         self.step = _Step(message)
         return self.step
 
@@ -201,20 +222,38 @@ def build_messages(
     instructions: str | None,
     aliases: dict[tuple[str, str], str] | None = None,
     item_types: dict[str, ItemType] | None = None,
+    unsealed: dict[str, str] | None = None,
+    reasoning_context: str | None = None,
 ) -> list[dict[str, Any]]:
     """Chat messages for ``items`` (the whole context, oldest first), with ``instructions`` first.
 
     ``aliases`` maps (namespace, tool name) to the name the model sees (``Toolset.aliases``);
     ``item_types``: the server's item table (``ToolKinds.item_types``; the built-in one by default).
     The items themselves are not changed: only what goes to the backend is ordered.
+    Reasoning items go back as their assistant message's ``reasoning_content``: those since the
+    last user message (``reasoning_context`` ``current_turn``, the default) or all of them
+    (``all_turns``); ``unsealed`` holds the text of those that came only as a sealed blob.
     """
     if item_types is None:
         from rejoinder.tools.registry import BUILTIN  # the registry imports this module
 
         item_types = BUILTIN.item_types
-    transcript = _Transcript(ReplayScope(aliases or {}), item_types)
+    transcript = _Transcript(ReplayScope(aliases or {}), item_types, unsealed)
     if instructions:
         transcript.messages.append({"role": "system", "content": instructions})
-    for item in items:
+    turn_start = 0
+    if reasoning_context != "all_turns":
+        turn_start = next((i for i in range(len(items) - 1, -1, -1) if items[i].get("type", "message") == "message"
+                           and items[i].get("role") == "user"), 0)
+    for i, item in enumerate(items):
+        if item.get("type") == "reasoning":
+            if i >= turn_start:
+                transcript.feed_reasoning(item)
+            continue
         transcript.feed(item)
     return transcript.finish()
+
+
+def reasoning_text(item: dict[str, Any]) -> str:
+    """A reasoning item's own text: its ``reasoning_text`` parts."""
+    return "".join(p.get("text", "") for p in item.get("content") or () if p.get("type") == "reasoning_text")

@@ -265,6 +265,37 @@ class ResponseState:
         )
         return [done, self.item_done(index)]
 
+    # -- reasoning summaries (engine/reasoning.py: the summary is the reasoning text itself) ---
+
+    def summary_part_start(self, index: int) -> Event:
+        item = self.output[index]
+        item["summary"].append({"type": "summary_text", "text": ""})
+        return _ev(T.ResponseReasoningSummaryPartAddedEvent,
+            type="response.reasoning_summary_part.added", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, summary_index=len(item["summary"]) - 1, part={"type": "summary_text", "text": ""},
+        )
+
+    def summary_delta(self, index: int, text: str) -> Event:
+        item = self.output[index]
+        item["summary"][-1]["text"] += text
+        return _ev(T.ResponseReasoningSummaryTextDeltaEvent,
+            type="response.reasoning_summary_text.delta", sequence_number=self._n(), item_id=item["id"],
+            output_index=index, summary_index=len(item["summary"]) - 1, delta=text,
+        )
+
+    def summary_part_done(self, index: int) -> list[Event]:
+        item = self.output[index]
+        si = len(item["summary"]) - 1
+        part = item["summary"][si]
+        return [
+            _ev(T.ResponseReasoningSummaryTextDoneEvent,
+                type="response.reasoning_summary_text.done", sequence_number=self._n(), item_id=item["id"],
+                output_index=index, summary_index=si, text=part["text"]),
+            _ev(T.ResponseReasoningSummaryPartDoneEvent,
+                type="response.reasoning_summary_part.done", sequence_number=self._n(), item_id=item["id"],
+                output_index=index, summary_index=si, part=dict(part)),
+        ]
+
     # -- events of a tool's own items (tools/: each kind makes its items' events through these) ----
 
     def event(self, kind: type[BaseModel], type_: str, **fields: Any) -> Event:

@@ -25,6 +25,7 @@ from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import Event, ResponseState
 from rejoinder.engine.head import Acceptance, cancel_task, let_run
 from rejoinder.engine.plan import RunPlan
+from rejoinder.engine.reasoning import ThinkSplitter, reasoning_output
 from rejoinder.engine.step import StepReader, Turn
 from rejoinder.engine.tool_policy import ToolPolicy
 from rejoinder.engine.upstream import stream_step
@@ -187,9 +188,13 @@ class ResponseRun:
         plan = self.plan
         items = [*plan.history, *plan.input_items, *self.state.output]
         messages = build_messages(items, plan.params.get("instructions"), plan.toolset.aliases(),
-                                  plan.toolset.item_types)
+                                  plan.toolset.item_types, plan.unsealed,
+                                  (plan.params.get("reasoning") or {}).get("context"))
         tools, choice = self.policy.offered()
-        step = self._step = StepReader(self.state, self.policy, plan.response_id, turn)
+        step = self._step = StepReader(self.state, self.policy, plan.response_id, turn,
+                                       reasoning_output(plan.params, plan.sealing, plan.tenant))
+        think = plan.route.think_tags
+        splitter = ThinkSplitter(starts_open=think == "open") if think != "off" else None
         with self.observer.backend_call(plan.route, plan.params, self.state.usage):
             async for chunks in stream_step(plan.route, plan.params, messages, tools, choice, plan.admission):
                 self._accepted.set()
@@ -198,11 +203,16 @@ class ResponseRun:
                     self._hold = None
                 events: list[Event] = []
                 for delta in C.batch_deltas(chunks):
-                    events += step.on_delta(delta)
+                    if splitter is None:
+                        events += step.on_delta(delta)
+                    else:
+                        for part in splitter.feed(delta):
+                            events += step.on_delta(part)
                 if events:
                     self.observer.first_token()
                     yield events
-        events = step.finish()
+        events = [e for part in (splitter.flush() if splitter else ()) for e in step.on_delta(part)]
+        events += step.finish()
         self._step = None
         if events:
             yield events

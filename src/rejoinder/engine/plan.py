@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rejoinder.backends.base import Admission, ModelRoute
+from rejoinder.crypto.sealing import KeyRing
 from rejoinder.tenant import Tenant
 from rejoinder.tools.toolset import Toolset
 
@@ -30,6 +31,10 @@ class RunPlan:
     # False: a WebSocket warm-up (``generate: false``): the response completes with no output and
     # no model call, its input kept as context for the next response.
     generate: bool = True
+    # Reasoning (engine/reasoning.py): the server's key ring (seals reasoning for include
+    # reasoning.encrypted_content) and the text of reasoning items that came only as sealed blobs.
+    sealing: KeyRing | None = None
+    unsealed: dict[str, str] = field(default_factory=dict)
 
     @property
     def response_id(self) -> str:

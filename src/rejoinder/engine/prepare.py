@@ -14,9 +14,11 @@ from rejoinder.api.create_response import CreateResponse
 from rejoinder.api.items import normalize_item
 from rejoinder.backends.base import Admission
 from rejoinder.backends.registry import ModelRegistry
+from rejoinder.crypto.sealing import KeyRing
 from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import new_response_id
 from rejoinder.engine.plan import RunPlan
+from rejoinder.engine.reasoning import unseal
 from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.request_context import RequestContext
 from rejoinder.store.conversations import ConversationStore
@@ -137,6 +139,7 @@ async def prepare(
     chain: list[dict[str, Any]] | None = None,
     generate: bool = True,
     admit: bool = True,
+    sealing: KeyRing | None = None,
 ) -> RunPlan:
     """Everything decided before the first event, every 4xx included. ``kept``: what the tools'
     preparation kept when a queued background job was accepted (``Toolset.kept``), used instead
@@ -162,6 +165,8 @@ async def prepare(
 
     known = {item["id"]: item for item in history if item.get("id")}
     input_items = _input_items(req, known)
+    sent = [] if isinstance(req.input, str) else list(req.input)
+    unsealed = unseal(sealing, tenant, history, list(zip(range(len(sent)), sent, input_items, strict=False)))
     if conversation_id:
         input_items = _new_to_conversation(input_items, known)
     known.update({item["id"]: item for item in input_items})
@@ -196,4 +201,6 @@ async def prepare(
         context_management=req.context_management or [],
         compaction_requested=req.compaction_requested,
         generate=generate,
+        sealing=sealing,
+        unsealed=unsealed,
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from rejoinder.engine import chunks as C
 from rejoinder.engine.events import Event, ResponseState
+from rejoinder.engine.reasoning import ReasoningOutput
 from rejoinder.engine.tool_policy import ToolPolicy
 from rejoinder.ids import new_id
 from rejoinder.tools.interface import ModelCall, TextFilter
@@ -47,8 +48,11 @@ class Turn:
 class StepReader:
     """The items of one inference step, as its deltas arrive."""
 
-    def __init__(self, state: ResponseState, policy: ToolPolicy, response_id: str, turn: Turn):
+    def __init__(self, state: ResponseState, policy: ToolPolicy, response_id: str, turn: Turn,
+                 reasoning: ReasoningOutput | None = None):
         self.state = state
+        self.reasoning = reasoning or ReasoningOutput()
+        self._reasoning_chars = 0  # reasoning this step, for reasoning_tokens when the backend has none
         self.policy = policy
         self.response_id = response_id
         self.turn = turn
@@ -84,14 +88,22 @@ class StepReader:
             if self._reasoning is None:
                 self._reasoning, started = st.reasoning_start()
                 events += started
+                if self.reasoning.summary:
+                    events.append(st.summary_part_start(self._reasoning))
+            self._reasoning_chars += len(delta.text)
             events.append(st.reasoning_delta(self._reasoning, delta.text))
+            if self.reasoning.summary:
+                events.append(st.summary_delta(self._reasoning, delta.text))
             return events
         if isinstance(delta, C.ToolCallDelta):
             return self._on_tool_delta(delta)
         if isinstance(delta, C.Finish):
             self.turn.finish_reason = delta.reason
         elif isinstance(delta, C.Usage):
-            st.add_usage(delta.prompt_tokens, delta.completion_tokens, delta.cached_tokens, delta.reasoning_tokens)
+            reasoning_tokens = delta.reasoning_tokens
+            if not reasoning_tokens and self._reasoning_chars:  # the backend does not count them
+                reasoning_tokens = min(delta.completion_tokens, -(-self._reasoning_chars // 4))
+            st.add_usage(delta.prompt_tokens, delta.completion_tokens, delta.cached_tokens, reasoning_tokens)
         return []
 
     def finish(self) -> list[Event]:
@@ -148,7 +160,13 @@ class StepReader:
 
     def _close_reasoning(self) -> list[Event]:
         index, self._reasoning = self._reasoning, None
-        return [] if index is None else self.state.reasoning_done(index)
+        if index is None:
+            return []
+        item = self.state.output[index]
+        events = self.state.summary_part_done(index) if self.reasoning.summary else []
+        if self.reasoning.seal is not None:
+            item["encrypted_content"] = self.reasoning.seal(item["content"][0]["text"])
+        return events + self.state.reasoning_done(index)
 
     # -- tool calls --------------------------------------------------------------------------
 

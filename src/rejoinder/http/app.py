@@ -108,6 +108,7 @@ async def build_services(settings: Settings, telemetry: Telemetry, tools: ToolKi
         tools = tools.with_kinds(*web_search.kinds(web_provider, settings.web_search))
     tools = tools.bound(vectors=vectors, files=files)
     responses = ResponsesService(settings, registry, store, conversations, keeper, telemetry, tools)
+    responses.sealing = sealing
     background = BackgroundResponses(settings, responses, leases, keeper)
     listener = PostgresListener(db.url, db.wakeups) if db.is_postgres else None
     return Services(settings, db, registry, responses, conversations, keeper, background, telemetry, sealing,

@@ -51,7 +51,7 @@ def first_step_body(plan: RunPlan) -> dict[str, Any]:
     params = plan.params
     toolset = plan.toolset
     messages = build_messages([*plan.history, *plan.input_items], params.get("instructions"), toolset.aliases(),
-                              toolset.item_types)
+                              toolset.item_types, plan.unsealed, (params.get("reasoning") or {}).get("context"))
     choice, only = toolset.resolve_choice(params.get("tool_choice"))
     tools = toolset.chat_tools(only)
     return chat_body(plan.route, params, reshape(messages, set(plan.route.template_rules)), tools,
@@ -61,7 +61,8 @@ def first_step_body(plan: RunPlan) -> dict[str, Any]:
 async def count_input_tokens(body: Any, context: RequestContext, services: Any) -> dict[str, Any]:
     req = validate_create(_as_create(body))
     plan = await prepare(req, context, services.registry, services.responses.responses, services.conversations,
-                         services.responses.tools, services.settings, generate=False, admit=False)
+                         services.responses.tools, services.settings, generate=False, admit=False,
+                         sealing=services.sealing)
     try:
         count = await count_tokens(plan.route, first_step_body(plan))
     finally:

@@ -10,6 +10,7 @@ from typing import Any
 from rejoinder.api.create_response import CreateResponse
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
+from rejoinder.crypto.sealing import KeyRing
 from rejoinder.engine.events import Event, new_response_id
 from rejoinder.engine.fold import Reply, fold
 from rejoinder.engine.loop import Persistence, ResponseRun
@@ -48,6 +49,7 @@ class ResponsesService:
         self.leases = leases
         self.telemetry = telemetry
         self.tools = tools  # the tool kinds this server serves
+        self.sealing: KeyRing | None = None  # set by the app (http/app.py): seals and opens reasoning blobs
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, req: CreateResponse, context: RequestContext, *,
@@ -73,7 +75,8 @@ class ResponsesService:
                     raise ConversationLocked()
             try:
                 plan = await prepare(req, context, self.registry, self.responses, self.conversations,
-                                     self.tools, self.settings, response_id, chain=chain, generate=generate)
+                                     self.tools, self.settings, response_id, chain=chain, generate=generate,
+                                     sealing=self.sealing)
             except BaseException:
                 if conversation_id:
                     await self.conversations.unlock(conversation_id, response_id)

@@ -195,7 +195,8 @@ class Runner:
             req = validate_create(stored.request, self.service.tools)
             plan = await prepare(req, RequestContext.of(stored.tenant), self.service.registry, self.store,
                                  self.service.conversations, self.service.tools, self.settings,
-                                 job.response_id, kept=(stored.prepared or {}).get("tools"))
+                                 job.response_id, kept=(stored.prepared or {}).get("tools"),
+                                 sealing=self.service.sealing)
         except (APIError, StoreError) as exc:
             await self._fail_unstarted(stored, str(exc))
             job.lease.release()
