@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from rejoinder.tools.citations import CitationStream, Source, Sources
+from rejoinder.tools.interface import Names, ToolGroup, ToolSetup
 from rejoinder.tools.registry import BUILTIN
-from tests.calculator_tool import CalculatorKind, evaluate
+from tests.calculator_tool import CalculatorGroup, CalculatorKind, evaluate
 from tests.conftest import MODEL
 from tests.fake_upstream import FakeUpstream, ThreadServer, calls, text
 from tests.helpers import check_stream, sse_events
@@ -118,3 +120,28 @@ def test_the_engine_names_no_tool_kind() -> None:
     for path in (SRC / "engine").rglob("*.py"):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert not quoted.search(line), f"{path.name}:{number}: {line.strip()}"
+
+
+class _CitingGroup(CalculatorGroup):
+    def text_filter(self) -> CitationStream:
+        return CitationStream(Sources([Source("url", url="https://example.com/calc", title="Calc")]))
+
+
+class _CitingKind(CalculatorKind):
+    def group(self, declarations: list[tuple[str, dict[str, Any]]], names: Names, setup: ToolSetup) -> ToolGroup:
+        return _CitingGroup(self, declarations, names)
+
+
+def test_a_tools_text_filter_turns_markers_into_annotations(make_server: Any, upstream: FakeUpstream) -> None:
+    server = make_server(tools=BUILTIN.with_kinds(_CitingKind()))
+    upstream.queue(text("It is 42 [1]. Done"))  # split into several deltas: the marker may span two
+    events = sse_events(server.url, {"model": MODEL, "input": "6*7?", "tools": TOOLS})
+    final = check_stream(events)
+    part = final.output[0].content[0]
+    assert part.type == "output_text" and part.text == "It is 42. Done"
+    assert [a.model_dump() for a in part.annotations] == [
+        {"type": "url_citation", "url": "https://example.com/calc", "title": "Calc", "start_index": 0, "end_index": 8}]
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert deltas == part.text
+    added = [e for e in events if e["type"] == "response.output_text.annotation.added"]
+    assert [e["annotation_index"] for e in added] == [0]
