@@ -112,3 +112,15 @@ def test_text_log_lines_by_default(tmp_path: Path, upstream: FakeUpstream) -> No
     line: Any = access[0]
     assert not line.startswith("{")
     assert '"POST /v1/responses" 200' in line and "client_request_id=abc-123" in line and f"model={MODEL}" in line
+
+
+def test_the_engines_lines_carry_the_request_id_passed_to_them(
+    server: ThreadServer, upstream: FakeUpstream, caplog: Any
+) -> None:
+    """No task-local state: the id reaches the engine in the request's context and the run's plan."""
+    upstream.queue(Turn(tool_calls=[("", {"x": 1})]), text("fine"))  # a call the model never names
+    with caplog.at_level("WARNING", logger="rejoinder.engine"):
+        r = httpx.post(server.url + "/v1/responses", json={"model": MODEL, "input": "hi"}, timeout=30)
+    assert r.status_code == 200, r.text
+    dropped = [rec for rec in caplog.records if "never named" in rec.getMessage()]
+    assert [rec.request_id for rec in dropped] == [r.headers["x-request-id"]]  # type: ignore[attr-defined]

@@ -17,6 +17,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # images and files travel inline as data URLs
 # orjson writes at most 255 levels; JSON Schema validation recurses a Python frame or more per
 # level. 64 levels (a schema 30 levels deep) is far beyond OpenAI's own limit of 10 for a schema.
 MAX_JSON_DEPTH = 64
+# Where the outermost middleware puts the id it gives the request (``x-request-id``), for the gate.
+REQUEST_ID_KEY = "rejoinder.request_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +34,13 @@ DEFAULT_LIMITS = Limits()
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Who is asking, within which limits, and the id a test gave it (record/replay's key)."""
+    """Who is asking, within which limits, the id a test gave it (record/replay's key) and the
+    request's own id (``x-request-id``: its log lines carry it)."""
 
     tenant: Tenant  # every store call the request makes is scoped to it
     limits: Limits = DEFAULT_LIMITS
     test_id: str | None = None
+    request_id: str | None = None
 
     @classmethod
     def of(cls, tenant: Tenant) -> RequestContext:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+from openai.types import responses as R
 from openai.types.conversations.conversation_item import ConversationItem
 from openai.types.responses import response_input_item_param as P
 from openai.types.responses.response_includable import ResponseIncludable
@@ -29,23 +30,23 @@ INCLUDABLE: frozenset[str] = frozenset(typing.get_args(ResponseIncludable))
 
 # Input item types the Responses engine has no special handling for: stored and listed as they are.
 _OTHER_TYPES: dict[str, tuple[TypeAdapter[Any], str]] = {
-    "computer_call": (TypeAdapter(P.ResponseComputerToolCallParam), "cu"),
+    "computer_call": (TypeAdapter(R.ResponseComputerToolCallParam), "cu"),
     "computer_call_output": (TypeAdapter(P.ComputerCallOutput), "cuo"),
     "tool_search_call": (TypeAdapter(P.ToolSearchCall), "tsc"),
-    "tool_search_output": (TypeAdapter(P.ResponseToolSearchOutputItemParamParam), "tso"),
+    "tool_search_output": (TypeAdapter(R.ResponseToolSearchOutputItemParamParam), "tso"),
     "additional_tools": (TypeAdapter(P.AdditionalTools), "at"),
-    "configuration_update": (TypeAdapter(P.ResponseConfigurationUpdateItemParamParam), "cfg"),
-    "compaction": (TypeAdapter(P.ResponseCompactionItemParamParam), "cmp"),
+    "configuration_update": (TypeAdapter(R.ResponseConfigurationUpdateItemParamParam), "cfg"),
+    "compaction": (TypeAdapter(R.ResponseCompactionItemParamParam), "cmp"),
     "image_generation_call": (TypeAdapter(P.ImageGenerationCall), "ig"),
-    "code_interpreter_call": (TypeAdapter(P.ResponseCodeInterpreterToolCallParam), "ci"),
+    "code_interpreter_call": (TypeAdapter(R.ResponseCodeInterpreterToolCallParam), "ci"),
     "local_shell_call": (TypeAdapter(P.LocalShellCall), "lsh"),
     "local_shell_call_output": (TypeAdapter(P.LocalShellCallOutput), "lsho"),
     "shell_call": (TypeAdapter(P.ShellCall), "sh"),
     "shell_call_output": (TypeAdapter(P.ShellCallOutput), "sho"),
     "apply_patch_call": (TypeAdapter(P.ApplyPatchCall), "apc"),
     "apply_patch_call_output": (TypeAdapter(P.ApplyPatchCallOutput), "apco"),
-    "custom_tool_call": (TypeAdapter(P.ResponseCustomToolCallParam), "ctc"),
-    "custom_tool_call_output": (TypeAdapter(P.ResponseCustomToolCallOutputParam), "ctco"),
+    "custom_tool_call": (TypeAdapter(R.ResponseCustomToolCallParam), "ctc"),
+    "custom_tool_call_output": (TypeAdapter(R.ResponseCustomToolCallOutputParam), "ctco"),
     "program": (TypeAdapter(P.Program), "prog"),
     "program_output": (TypeAdapter(P.ProgramOutput), "progo"),
 }

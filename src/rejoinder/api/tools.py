@@ -96,6 +96,7 @@ def validate_tools(tools: list[Any], kinds: ToolKinds) -> list[dict[str, Any]]:
             raise InvalidRequest(
                 f"Invalid value: '{kind}'. Supported values are: {', '.join(repr(k) for k in _ADAPTERS)}.",
                 param=f"tools[{i}].type", code="invalid_value")
+        assert isinstance(kind, str)
         served = kinds.get(kind)
         try:
             adapter.validate_python(served.as_given(tool) if served is not None else tool)

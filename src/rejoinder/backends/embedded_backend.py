@@ -225,12 +225,12 @@ class EmbeddedBackend:
             if job.plan.guidance is not None:
                 guided = LogitsProcessorList([GuidedLogits(self.guidance_tokenizer.get(llm), job.plan.guidance,
                                                            len(prompt.tokens), llm.n_vocab())])
-            stream = llm.create_completion(
+            stream: Any = llm.create_completion(  # with stream=True: an iterator of chunk dicts
                 prompt.tokens, max_tokens=prompt.max_tokens, temperature=job.temperature, top_p=job.top_p,
                 grammar=job.plan.grammar, logits_processor=guided, stream=True,
             )
             try:
-                for part in stream:  # type: ignore[union-attr]
+                for part in stream:
                     if job.stop.is_set():
                         return
                     choice = part["choices"][0]
@@ -240,7 +240,7 @@ class EmbeddedBackend:
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
             finally:
-                stream.close()  # type: ignore[union-attr]
+                stream.close()
             emit(_End(finish, len(prompt.tokens), produced, min(cached, len(prompt.tokens) - 1)))
         except BackendError as exc:
             emit(exc)

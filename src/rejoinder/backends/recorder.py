@@ -111,7 +111,7 @@ class RecordingStore:
 
     def closest(self, body: dict[str, Any], n: int = 3) -> list[str]:
         wanted = signature(body)
-        scored = []
+        scored: list[tuple[float, str]] = []
         for sig, paths in self._index().items():
             ratio = difflib.SequenceMatcher(None, wanted, sig).quick_ratio()
             scored.extend((ratio, p.name) for p in paths)

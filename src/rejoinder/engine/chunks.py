@@ -131,6 +131,6 @@ def batch_deltas(chunks: list[wire.Chunk]) -> list[Delta]:
             out.append(ToolCallDelta(first.index, first.call_id, first.name,
                                      "".join(d.arguments for d in flat[start:end])))  # type: ignore[union-attr]
         else:
-            out.append(type(first)("".join(d.text for d in flat[start:end])))  # type: ignore[call-arg, union-attr]
+            out.append(type(first)("".join(d.text for d in flat[start:end])))  # type: ignore[call-arg, union-attr, arg-type]
         start = end
     return out

@@ -69,7 +69,7 @@ def sse_frame(kind: str, data: str) -> bytes:
 
 
 TERMINAL_EVENT_TYPES = frozenset({"response.completed", "response.failed", "response.incomplete"})
-_TERMINAL_EVENT = {"completed": T.ResponseCompletedEvent, "failed": T.ResponseFailedEvent,
+_TERMINAL_EVENT: dict[str, type[BaseModel]] = {"completed": T.ResponseCompletedEvent, "failed": T.ResponseFailedEvent,
                    "incomplete": T.ResponseIncompleteEvent}
 TERMINAL_STATUSES = frozenset(_TERMINAL_EVENT)
 

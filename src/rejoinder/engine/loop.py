@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from rejoinder.engine import chunks as C
@@ -31,6 +31,7 @@ from rejoinder.engine.tool_policy import ToolPolicy
 from rejoinder.engine.upstream import stream_step
 from rejoinder.errors import APIError, BackendError
 from rejoinder.observability.hooks import RunObserver
+from rejoinder.observability.logs import for_request
 from rejoinder.tools.interface import CallEnv
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class ResponseRun:
         self.observer = observer  # metrics and spans: first token, backend and tool calls, the end
         self.state = ResponseState(plan.response)
         self.state.include = frozenset(plan.params.get("include") or ())
-        self.env = CallEnv(self.state, observer, plan.response_id)
+        self.log = for_request(log, plan.request_id)
+        self.env = CallEnv(self.state, observer, plan.response_id, self.log)
         self.policy = ToolPolicy(plan.toolset, plan.params, self.env)
         self._step: StepReader | None = None  # the step being read
         self.cancel_requested = False  # set before cancelling the task that drives events()
@@ -70,7 +72,7 @@ class ResponseRun:
 
     # -- the event stream ------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[list[Event]]:
+    async def events(self) -> AsyncGenerator[list[Event], None]:
         """The response's events, in order, in non-empty batches."""
         st = self.state
         committed = False
@@ -126,7 +128,7 @@ class ResponseRun:
                 await cancel_task(worker)
             if committed or exc is self._refusal:
                 raise
-            log.exception("response %s failed", self.plan.response_id)
+            self.log.exception("response %s failed", self.plan.response_id)
             terminal = st.failed("server_error", "The server had an error while processing the response.")
             await self.persistence.finished(self.plan, st.response)
             yield [*head, terminal]  # a stream always opens with response.created

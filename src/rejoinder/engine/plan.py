@@ -28,6 +28,7 @@ class RunPlan:
     # input ended with a compaction_trigger item, validated. Nothing is compacted yet.
     context_management: list[dict[str, Any]] = field(default_factory=list)
     compaction_requested: bool = False
+    request_id: str | None = None  # the request that started it (its log lines carry the id)
     # False: a WebSocket warm-up (``generate: false``): the response completes with no output and
     # no model call, its input kept as context for the next response.
     generate: bool = True

@@ -200,6 +200,7 @@ async def prepare(
         kept_request={"client_metadata": req.client_metadata} if req.client_metadata else None,
         context_management=req.context_management or [],
         compaction_requested=req.compaction_requested,
+        request_id=context.request_id,
         generate=generate,
         sealing=sealing,
         unsealed=unsealed,

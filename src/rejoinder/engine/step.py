@@ -8,7 +8,6 @@ one first. A tool call's item starts once its name is known, since the name deci
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +17,6 @@ from rejoinder.engine.reasoning import ReasoningOutput
 from rejoinder.engine.tool_policy import ToolPolicy
 from rejoinder.ids import new_id
 from rejoinder.tools.interface import ModelCall, TextFilter
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,6 +52,7 @@ class StepReader:
         self._reasoning_chars = 0  # reasoning this step, for reasoning_tokens when the backend has none
         self.policy = policy
         self.response_id = response_id
+        self.log = policy.env.log
         self.turn = turn
         self.single_call = policy.params.get("parallel_tool_calls") is False
         self._message: int | None = None  # output index of the open message item
@@ -113,7 +111,7 @@ class StepReader:
         events = self.close_open_items(status="incomplete" if turn.finish_reason == "length" else "completed")
         for call in self._calls.values():
             if call.handler is None and not call.ignored:
-                log.warning("response %s: dropped a tool call the model never named", self.response_id)
+                self.log.warning("response %s: dropped a tool call the model never named", self.response_id)
             turn.over_budget = turn.over_budget or call.over_budget
         turn.calls = [c.handler for c in self._calls.values() if c.handler is not None]
         for handler in turn.calls:
@@ -182,7 +180,8 @@ class StepReader:
             if self.single_call and len(self._calls) > 1:
                 call.ignored = True  # the backend ignored parallel_tool_calls=false: keep the first
         elif call.closed:
-            log.warning("response %s: dropped a late fragment of tool call %s", self.response_id, call.call_id)
+            self.log.warning("response %s: dropped a late fragment of tool call %s", self.response_id,
+                             call.call_id)
             return events
         named = call.handler is not None or call.ignored
         if delta.call_id and not named:

@@ -69,8 +69,8 @@ class ToolPolicy:
         the order they leave (a later call that finished first made its events with higher
         numbers than it gets)."""
         if len(calls) == 1:
-            async for batch in calls[0].run():
-                yield batch
+            async for only in calls[0].run():
+                yield only
             return
         queues: list[asyncio.Queue[list[Event] | None]] = [asyncio.Queue() for _ in calls]
 
@@ -85,9 +85,9 @@ class ToolPolicy:
         seq = self.state.seq + 1  # the number of the next event to leave
         try:
             for task, queue in zip(tasks, queues, strict=True):
-                while (batch := await queue.get()) is not None:
+                while (ready := await queue.get()) is not None:
                     out = []
-                    for event in batch:
+                    for event in ready:
                         out.append(event if event.sequence_number == seq else event.renumbered(seq))
                         seq += 1
                     yield out

@@ -18,7 +18,7 @@ from rejoinder.config import Settings
 from rejoinder.errors import APIError, InvalidRequest
 from rejoinder.http.auth import ANONYMOUS, principal_of
 from rejoinder.http.errors import error_response
-from rejoinder.request_context import Limits, RequestContext
+from rejoinder.request_context import REQUEST_ID_KEY, Limits, RequestContext
 from rejoinder.tenant import Tenant
 
 CONTEXT_KEY = "rejoinder.context"
@@ -110,7 +110,7 @@ class RequestGate:
         else:
             principal = ANONYMOUS  # no keys, or a public route (which owns nothing)
         test_id = headers.get(TEST_ID_HEADER) if headers is not None and self.test_ids else None
-        return RequestContext(principal, self.limits, test_id)
+        return RequestContext(principal, self.limits, test_id, scope.get(REQUEST_ID_KEY))
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.limits.max_body_bytes

@@ -51,7 +51,7 @@ async def create_conversation(request: Request, owner: Tenant = Depends(principa
 @router.get("/v1/conversations")
 async def list_conversations(
     request: Request,
-    owner: str = Depends(principal),
+    owner: Tenant = Depends(principal),
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = "desc",

@@ -39,7 +39,7 @@ class _EventStreamResponse(StreamingResponse):
     the chunked body: two wake-ups fewer a turn."""
 
     def __init__(self, frames: AsyncGenerator[tuple[bytes, bool], None]):
-        super().__init__(frames, media_type="text/event-stream", headers=_HEADERS)
+        super().__init__(frames, media_type="text/event-stream", headers=_HEADERS)  # type: ignore[arg-type]
         self.frames = frames
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,9 +1,10 @@
 """Log output: text (the default) or one JSON object per line (``REJOINDER_LOG_FORMAT=json``).
 
-Every line written while a request is served carries its request id (the ``x-request-id`` the
-client got), engine and library lines included. That id travels in a ContextVar: a log call deep
-in aiohttp or SQLAlchemy cannot be handed request state explicitly, and the tasks a request starts
-(a response's run) inherit it.
+The lines the server writes about a request carry its request id (the ``x-request-id`` the client
+got): the access line, and the engine's lines about the response it runs. The id is passed
+explicitly, in the request's ``RequestContext`` and the run's plan, and a line gets it through
+``for_request`` (a ``LoggerAdapter``), never from task-local state: one WebSocket connection serves
+many requests in one task. Library lines (aiohttp, SQLAlchemy) carry none.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -19,8 +19,6 @@ from typing import Any, Literal
 import orjson
 
 LogFormat = Literal["text", "json"]
-
-current_request_id: ContextVar[str | None] = ContextVar("rejoinder_request_id", default=None)
 
 ACCESS_LOGGER = "rejoinder.access"
 
@@ -31,12 +29,23 @@ _STANDARD = (frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps each record with the id of the request being served, if any."""
+    """Every record has a ``request_id``: the one ``for_request`` gave it, or None."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = current_request_id.get()
+        if not hasattr(record, "request_id"):
+            record.request_id = None
         return True
+
+
+class _RequestLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+def for_request(logger: logging.Logger, request_id: str | None) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    """``logger`` whose lines carry ``request_id`` (the request's, from its ``RequestContext``)."""
+    return _RequestLog(logger, {"request_id": request_id})
 
 
 class JsonFormatter(logging.Formatter):

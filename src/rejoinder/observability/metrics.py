@@ -21,7 +21,7 @@ from prometheus_client import multiprocess as mp
 from prometheus_client.exposition import choose_encoder
 
 # Counters and histograms would each carry a ``_created`` series; no dashboard reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Seconds. Model calls and streams last from milliseconds to minutes: the default buckets stop at 10 s.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -125,10 +125,10 @@ class Metrics:
         if self.multiprocess_dir is None:
             return encode(self.registry), content_type
         registry = CollectorRegistry()
-        mp.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        mp.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return encode(registry), content_type
 
     def process_exit(self) -> None:
         """A process leaving multi-process mode: its live gauges stop counting."""
         if self.multiprocess_dir is not None:
-            mp.mark_process_dead(os.getpid(), self.multiprocess_dir)
+            mp.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]

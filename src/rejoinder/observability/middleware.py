@@ -20,7 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rejoinder.http.gate import CONTEXT_KEY
 from rejoinder.observability.hooks import Telemetry
-from rejoinder.observability.logs import ACCESS_LOGGER, current_request_id
+from rejoinder.observability.logs import ACCESS_LOGGER
+from rejoinder.request_context import REQUEST_ID_KEY
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -92,6 +93,7 @@ class RequestTelemetry:
         started = time.perf_counter()
         record = RequestRecord(new_request_id())
         scope[RECORD_KEY] = record
+        scope[REQUEST_ID_KEY] = record.request_id
         header = (b"x-request-id", record.request_id.encode())
         metrics = self.telemetry.metrics
         status = 500  # if the application fails before it answers
@@ -114,7 +116,6 @@ class RequestTelemetry:
         span = span_token = None
         if spans is not None:
             span, span_token = spans.start_server(scope, record.request_id)
-        token = current_request_id.set(record.request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -133,7 +134,6 @@ class RequestTelemetry:
             if span is not None:
                 spans.end_server(span, span_token, method, route, status,  # type: ignore[union-attr]
                                  record.principal, record.model)
-            current_request_id.reset(token)
 
 
 def _log_access(scope: Scope, record: RequestRecord, status: int, duration: float) -> None:

@@ -193,7 +193,7 @@ class Database:
         if self.is_sqlite:
             in_memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
             if not in_memory:
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
             threads = 1 + (0 if in_memory else SQLITE_READERS)
             self.sync_engine = create_engine(
                 parsed.set(drivername="sqlite"), module=SQLITE,

@@ -24,6 +24,7 @@ read back to the model) lives in one module under tools/ behind the classes belo
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from rejoinder.engine.events import Event, ResponseState
 from rejoinder.item_types import ItemType
 from rejoinder.tenant import Tenant
+
+RequestLog = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
 
 if TYPE_CHECKING:
     from rejoinder.config import Settings
@@ -63,11 +66,12 @@ class TextFilter(Protocol):
 @dataclass
 class CallEnv:
     """What a tool sees of the running response: its state (to make items and events), its
-    telemetry and its id (for log lines)."""
+    telemetry, its id and its log (lines that carry the request's id)."""
 
     state: ResponseState
     observer: RunObserver
     response_id: str
+    log: RequestLog = field(default_factory=lambda: logging.getLogger("rejoinder.tools"))
 
 
 @dataclass
@@ -118,11 +122,11 @@ class ModelCall:
         """The inference step is over: items that wait for the whole step (an approval request)."""
         return []
 
-    async def run(self) -> AsyncIterator[list[Event]]:
-        """Execute a server call, yielding its events in batches (made through the state, in order).
-        Calls of one step run concurrently; their batches reach the client in output order."""
+    def run(self) -> AsyncIterator[list[Event]]:
+        """Execute a server call, yielding its events in batches (made through the state, in order):
+        ``async def run(self)`` with ``yield [...]``. Calls of one step run concurrently; their
+        batches reach the client in output order."""
         raise NotImplementedError(f"{type(self).__name__} is not executed by the server")
-        yield []  # pragma: no cover  (makes this an async generator)
 
 
 class Offer(ABC):

@@ -35,8 +35,8 @@ class McpTool:
 
 def listing_events(state: ResponseState, server_label: str, tools: list[dict[str, Any]]) -> list[Event]:
     """An ``mcp_list_tools`` item, listed while the response was prepared, from start to done."""
-    item = {"id": new_item_id("mcp_list_tools"), "type": "mcp_list_tools", "server_label": server_label,
-            "tools": []}
+    item: dict[str, Any] = {"id": new_item_id("mcp_list_tools"), "type": "mcp_list_tools",
+                            "server_label": server_label, "tools": []}
     index, added = state.add_item(item)
     progress = state.item_event(T.ResponseMcpListToolsInProgressEvent, "response.mcp_list_tools.in_progress", index)
     item["tools"] = tools
