@@ -171,8 +171,8 @@ class FileSearchCall(ModelCall):
         self.env = env
         self.group = group
         self.arguments = ""
-        item = {"id": new_item_id("file_search_call"), "type": "file_search_call", "status": "in_progress",
-                "queries": [], "results": None}
+        item: dict[str, Any] = {"id": new_item_id("file_search_call"), "type": "file_search_call",
+                                "status": "in_progress", "queries": [], "results": None}
         self.index, added = self.state.add_item(item)
         self.started = [added, self._event(T.ResponseFileSearchCallInProgressEvent, "in_progress")]
 
@@ -186,6 +186,7 @@ class FileSearchCall(ModelCall):
     async def run(self) -> AsyncIterator[list[Event]]:
         item = self.state.output[self.index]
         tool = self.group.tool
+        error: str | None
         try:
             query = parse_query(self.arguments)
         except ValueError as exc:

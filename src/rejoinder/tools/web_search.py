@@ -237,6 +237,8 @@ class WebSearchOffer(Offer):
 class WebSearchGroup(ToolGroup):
     """The request's declarations of one web search type; offered only with a provider."""
 
+    kind: WebSearchKind
+
     def __init__(self, kind: WebSearchKind, declarations: list[tuple[str, dict[str, Any]]], names: Names,
                  setup: ToolSetup):
         self.kind = kind
