@@ -82,8 +82,10 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
         return server
 
     yield make
+    for server in started:  # side by side: a test's replicas stop in the time of one
+        server.stop_soon()
     for server in started:
-        server.__exit__(None, None, None)
+        server.join()
 
 
 @pytest.fixture
