@@ -97,7 +97,8 @@ def test_unknown_keys_in_conversation_items_are_refused(server):
     ({"frequency_penalty": "x"}, "frequency_penalty", "invalid_type"),
     ({"client_metadata": {"k": 1}}, "client_metadata.k", "invalid_type"),
     ({"client_metadata": {f"k{i}": "v" for i in range(17)}}, "client_metadata", "object_above_max_properties"),
-    ({"client_metadata": {"k": "v" * 513}}, "client_metadata.k", "string_above_max_length"),
+    # Codex 0.171 sends an ~800-character x-codex-turn-metadata: longer than metadata allows, accepted.
+    ({"client_metadata": {"k": "v" * 16385}}, "client_metadata.k", "string_above_max_length"),
     ({"include": ["message.output_text.logprobs", "nope"]}, "include[1]", "invalid_value"),
     ({"input": [{"type": "compaction_trigger"}, {"role": "user", "content": "x"}]}, "input[0]", "invalid_value"),
     # a tool type not implemented yet is checked against its own type first
@@ -180,9 +181,11 @@ def test_cache_hints_are_not_sent_to_a_backend_that_takes_none(make_server, upst
 
 def test_client_metadata_is_stored_with_the_response(make_server, shared_storage_url, upstream):
     server = make_server(storage_url=shared_storage_url)
-    rid = post(server, {"model": MODEL, "input": "hi", "client_metadata": {"session_id": "s-1"}}).json()["id"]
+    turn = json.dumps({"turn_id": "t" * 40, "workspaces": {"/home/me/project": {"has_changes": True}}}) * 10
+    kept = {"session_id": "s-1", "x-codex-turn-metadata": turn}  # Codex's is ~800 characters
+    rid = post(server, {"model": MODEL, "input": "hi", "client_metadata": kept}).json()["id"]
     (row,) = query(shared_storage_url, "select request from responses where id = :id", id=rid)
-    assert json.loads(row[0]) == {"client_metadata": {"session_id": "s-1"}}
+    assert json.loads(row[0]) == {"client_metadata": kept}
 
 
 def test_logprobs_are_forwarded_and_returned_in_the_output_and_the_events(server, upstream):

@@ -193,6 +193,9 @@ def _compaction_trigger(req: CreateResponse) -> None:
             req.compaction_requested = True
 
 
+CLIENT_METADATA_MAX_VALUE = 16384
+
+
 def validate_create(body: Any, tools: ToolKinds = BUILTIN) -> CreateResponse:
     """A create request checked whole; ``tools``: the tool kinds served."""
     if not isinstance(body, dict):
@@ -209,7 +212,9 @@ def validate_create(body: Any, tools: ToolKinds = BUILTIN) -> CreateResponse:
         raise from_validation_error(exc) from exc
     check_parameters(req)
     validate_metadata(req.metadata)
-    validate_metadata(req.client_metadata, "client_metadata")
+    # Codex 0.171's x-codex-turn-metadata is ~800 characters (JSON of the turn's ids and workspace):
+    # OpenAI takes it, so client_metadata values may be longer than metadata's 512.
+    validate_metadata(req.client_metadata, "client_metadata", CLIENT_METADATA_MAX_VALUE)
     validate_text_format(req.text)
     _compaction_trigger(req)
     if isinstance(req.input, list):

@@ -7,7 +7,7 @@ from typing import Any
 from rejoinder.errors import InvalidRequest
 
 
-def validate_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
+def validate_metadata(value: Any, param: str = "metadata", max_value: int = 512) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -27,9 +27,9 @@ def validate_metadata(value: Any, param: str = "metadata") -> dict[str, str]:
         if not isinstance(val, str):
             raise InvalidRequest(f"Invalid type for '{param}.{key}': expected a string.", param=f"{param}.{key}",
                                  code="invalid_type")
-        if len(val) > 512:
+        if len(val) > max_value:
             raise InvalidRequest(
-                f"Invalid '{param}.{key}': string too long. Expected a string with maximum length 512, "
+                f"Invalid '{param}.{key}': string too long. Expected a string with maximum length {max_value}, "
                 f"but got a string with length {len(val)} instead.",
                 param=f"{param}.{key}", code="string_above_max_length",
             )
