@@ -64,10 +64,6 @@ def event_json(event: Event) -> str:
     return event.data.decode()
 
 
-def sse_frame(kind: str, data: str) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + data.encode() + b"\n\n"
-
-
 TERMINAL_EVENT_TYPES = frozenset({"response.completed", "response.failed", "response.incomplete"})
 _TERMINAL_EVENT: dict[str, type[BaseModel]] = {"completed": T.ResponseCompletedEvent, "failed": T.ResponseFailedEvent,
                    "incomplete": T.ResponseIncompleteEvent}

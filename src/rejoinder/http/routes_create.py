@@ -20,7 +20,7 @@ from rejoinder.api.create_response import validate_create
 from rejoinder.engine.loop import ResponseRun
 from rejoinder.http.body import parse_json_body
 from rejoinder.http.gate import CONTEXT_KEY
-from rejoinder.http.sse import sse_frames_response, sse_response
+from rejoinder.http.sse import sse_response
 from rejoinder.observability.middleware import note
 from rejoinder.request_context import RequestContext
 
@@ -70,7 +70,7 @@ async def create_response(request: Request) -> Response:
         worker = services.background
         accepted = await worker.submit(raw, req, context)
         if req.stream:
-            return sse_frames_response(worker.follow(accepted["id"], -1))
+            return sse_response(worker.follow(accepted["id"], -1), headers_first=True)
         return JSONBody(accepted)
     if req.stream:
         return sse_response(await services.responses.stream(req, context))

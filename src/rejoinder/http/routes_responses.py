@@ -12,7 +12,7 @@ from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.http.gate import principal
 from rejoinder.http.query import metadata_filter
 from rejoinder.http.routes_conversations import include_param
-from rejoinder.http.sse import sse_frames_response
+from rejoinder.http.sse import sse_response
 from rejoinder.item_view import shown_items, shown_response
 from rejoinder.tenant import Tenant
 
@@ -53,7 +53,7 @@ async def get_response(
         worker = _services(request).background
         await worker.check_streamable(response_id, owner)
         after = -1 if starting_after is None else starting_after
-        return sse_frames_response(worker.follow(response_id, after))
+        return sse_response(worker.follow(response_id, after), headers_first=True)
     stored = await _services(request).responses.responses.get(response_id, owner)
     if stored is None:
         raise not_found("Response", response_id)

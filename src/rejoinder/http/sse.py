@@ -1,4 +1,7 @@
-"""Server-sent event framing and the streaming response that carries it."""
+"""Server-sent events: the one place events are framed as SSE (``encode``), and the streaming
+response that carries them, for a new response's events and for a background response followed
+from the store alike. (The non-streamed reply is the terminal event's JSON: engine/fold.py; the
+WebSocket's messages: http/ws_frames.py.)"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def encode(event: Event) -> bytes:
+    """One event as an SSE frame: its type, and its JSON as the data line."""
     return b"event: " + event.type.encode() + b"\ndata: " + event.data + b"\n\n"
 
 
@@ -38,15 +42,19 @@ class _EventStreamResponse(StreamingResponse):
     batch (``response.created``), not before it, and the batch with the terminal event also ends
     the chunked body: two wake-ups fewer a turn."""
 
-    def __init__(self, frames: AsyncGenerator[tuple[bytes, bool], None]):
+    def __init__(self, frames: AsyncGenerator[tuple[bytes, bool], None], headers_first: bool = False):
         super().__init__(frames, media_type="text/event-stream", headers=_HEADERS)  # type: ignore[arg-type]
         self.frames = frames
+        self.headers_first = headers_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gone = asyncio.ensure_future(_disconnect(receive))
-        start: Message | None = {"type": "http.response.start", "status": self.status_code,
-                                 "headers": self.raw_headers}
+        head: Message = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        start: Message | None = head
         try:
+            if self.headers_first:
+                await send(head)
+                start = None
             async for chunk, last in self.frames:
                 if gone.done():
                     return
@@ -64,11 +72,7 @@ class _EventStreamResponse(StreamingResponse):
             await self.frames.aclose()
 
 
-def sse_response(batches: AsyncIterator[list[Event]]) -> StreamingResponse:
-    """One write per batch of events (see ``ResponsesService.stream``)."""
-    return _EventStreamResponse(_frames(batches))
-
-
-def sse_frames_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
-    """For streams already framed (a resumed background stream replays stored events)."""
-    return StreamingResponse(frames, media_type="text/event-stream", headers=_HEADERS)
+def sse_response(batches: AsyncIterator[list[Event]], headers_first: bool = False) -> StreamingResponse:
+    """One write per batch of events (see ``ResponsesService.stream``). ``headers_first``: the
+    headers leave at once (a followed background response may wait long for its next event)."""
+    return _EventStreamResponse(_frames(batches), headers_first)

@@ -20,6 +20,7 @@ from typing import Any
 
 from rejoinder.api.create_response import CreateResponse
 from rejoinder.config import Settings
+from rejoinder.engine.events import Event
 from rejoinder.request_context import RequestContext
 from rejoinder.services.background.follow import Followers
 from rejoinder.services.background.runner import Runner
@@ -71,5 +72,5 @@ class BackgroundResponses:
     async def check_streamable(self, response_id: str, tenant: Tenant) -> None:
         await self.followers.check_streamable(response_id, tenant)
 
-    def follow(self, response_id: str, after: int) -> AsyncIterator[bytes]:
+    def follow(self, response_id: str, after: int) -> AsyncIterator[list[Event]]:
         return self.followers.follow(response_id, after)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from rejoinder.engine.events import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, event_json, sse_frame, terminal_event
+from rejoinder.engine.events import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, Event, terminal_event
 from rejoinder.errors import InvalidRequest, not_found
 from rejoinder.store.notify import EVENTS, Wakeups
 from rejoinder.store.responses import ResponseStore
@@ -32,8 +32,9 @@ class Followers:
             raise InvalidRequest("This response cannot be streamed because it was not created with "
                                  "background=true.", param="stream")
 
-    async def follow(self, response_id: str, after: int) -> AsyncIterator[bytes]:
-        """SSE frames of the events after ``after``, then the live ones, up to the terminal event.
+    async def follow(self, response_id: str, after: int) -> AsyncIterator[list[Event]]:
+        """The events after ``after``, then the live ones, up to the terminal event, in batches (the
+        events each read found); the transport frames them (http/sse.py).
 
         A run stores its last events and its terminal event with its final state, so a response
         found ended has all its events stored; one settled by lease recovery has no terminal
@@ -45,35 +46,42 @@ class Followers:
             while True:
                 signal.clear()
                 rows = await self.store.events_after(response_id, last)
-                for seq, data in rows:
-                    last = seq
-                    kind = orjson.loads(data)["type"]
-                    yield sse_frame(kind, data)
-                    if kind in TERMINAL_EVENT_TYPES:
-                        return
                 if rows:
+                    batch = _stored(rows)
+                    last = batch[-1].sequence_number
+                    yield batch
+                    if batch[-1].type in TERMINAL_EVENT_TYPES:
+                        return
                     continue
                 status = await self.store.status(response_id)
                 if status is None:
                     return
                 if status not in ACTIVE_STATUSES:
-                    for frame in await self._rest(response_id, status, last):
-                        yield frame
+                    rest = await self._rest(response_id, status, last)
+                    if rest:
+                        yield rest
                     return
                 await signal.wait(self.wakeups.fallback_seconds)
 
-    async def _rest(self, response_id: str, status: str, last: int) -> list[bytes]:
+    async def _rest(self, response_id: str, status: str, last: int) -> list[Event]:
         """The end of an ended response's stream: what was stored after ``last`` (it ended between
         the two reads), else the terminal event made from the stored response."""
-        frames = []
-        for seq, data in await self.store.events_after(response_id, last):
-            last = seq
-            kind = orjson.loads(data)["type"]
-            frames.append(sse_frame(kind, data))
-            if kind in TERMINAL_EVENT_TYPES:
-                return frames
+        events = _stored(await self.store.events_after(response_id, last))
+        if events:
+            end = next((i for i, e in enumerate(events) if e.type in TERMINAL_EVENT_TYPES), None)
+            if end is not None:
+                return events[:end + 1]
+            last = events[-1].sequence_number
         stored = await self.store.get(response_id, ACROSS_TENANTS) if status in TERMINAL_STATUSES else None
         event = terminal_event(stored.body, last + 1) if stored is not None else None
-        if event is not None:
-            frames.append(sse_frame(event.type, event_json(event)))
-        return frames
+        return [*events, event] if event is not None else events
+
+
+def _stored(rows: list[tuple[int, str]]) -> list[Event]:
+    """Stored events (sequence number, JSON), up to and including a terminal one."""
+    events = []
+    for seq, data in rows:
+        events.append(Event(orjson.loads(data)["type"], seq, data.encode()))
+        if events[-1].type in TERMINAL_EVENT_TYPES:
+            break
+    return events
