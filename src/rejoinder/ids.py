@@ -21,6 +21,7 @@ PREFIX_BY_ITEM_TYPE = {
     "reasoning": "rs",
     "web_search_call": "ws",
     "file_search_call": "fs",
+    "compaction": "cmp",
 }
 
 

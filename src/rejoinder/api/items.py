@@ -31,6 +31,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "function_call": TypeAdapter(ResponseFunctionToolCallParam),
     "function_call_output": TypeAdapter(P.FunctionCallOutput),
     "mcp_list_tools": TypeAdapter(P.McpListTools),
+    "compaction": TypeAdapter(P.ResponseCompactionItemParamParam),  # engine/compaction.py
     "mcp_call": TypeAdapter(P.McpCall),
     "mcp_approval_request": TypeAdapter(P.McpApprovalRequest),
     "mcp_approval_response": TypeAdapter(P.McpApprovalResponse),
@@ -54,7 +55,7 @@ _PART_TYPES = {
 ITEM_TYPES = ("message", *_ADAPTERS)
 # Input item types the SDK defines whose tools or features this server does not run.
 NOT_AVAILABLE = ("computer_call", "computer_call_output", "image_generation_call", "code_interpreter_call",
-                 "program", "program_output", "configuration_update", "compaction")
+                 "program", "program_output", "configuration_update")
 # Client-executed tool items accepted once their tool kinds are served (issue 18).
 NOT_YET = ("custom_tool_call", "custom_tool_call_output", "tool_search_call", "tool_search_output",
            "additional_tools", "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output",

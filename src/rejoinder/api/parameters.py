@@ -35,7 +35,7 @@ HINTS = frozenset({
     "background_options",  # every completion window is met by running as soon as possible
     "image",  # context_compression auto or disabled; enabled is refused
     "access_programs",  # the standard program; the Daybreak programs are refused
-    "context_management",  # validated and kept in the run's plan; compaction itself comes later
+    "context_management",  # validated here, performed by engine/compaction.py
 })
 REFUSED = frozenset({
     "prompt",  # no stored prompts

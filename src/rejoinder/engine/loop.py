@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from rejoinder.engine import chunks as C
+from rejoinder.engine.compaction import view
 from rejoinder.engine.context import build_messages
 from rejoinder.engine.events import Event, ResponseState
 from rejoinder.engine.head import Acceptance, cancel_task, let_run
@@ -158,6 +159,10 @@ class ResponseRun:
         """Everything between ``in_progress`` and the terminal event."""
         if not self.plan.generate:
             return
+        compactor = self.plan.compactor
+        if compactor is not None and await compactor.due(self.plan):
+            async for batch in compactor.events(self.state, self.plan):
+                yield batch
         async for batch in self.policy.run_resumed():
             yield batch
         async for batch in self._iterate():
@@ -188,7 +193,7 @@ class ResponseRun:
 
     async def _infer(self, turn: Turn) -> AsyncIterator[list[Event]]:
         plan = self.plan
-        items = [*plan.history, *plan.input_items, *self.state.output]
+        items = view([*plan.history, *plan.input_items, *self.state.output], plan.summaries)
         messages = build_messages(items, plan.params.get("instructions"), plan.toolset.aliases(),
                                   plan.toolset.item_types, plan.unsealed,
                                   (plan.params.get("reasoning") or {}).get("context"))

@@ -7,6 +7,7 @@ from typing import Any
 
 from rejoinder.backends.base import Admission, ModelRoute
 from rejoinder.crypto.sealing import KeyRing
+from rejoinder.engine.compaction import Compactor, Summaries
 from rejoinder.tenant import Tenant
 from rejoinder.tools.toolset import Toolset
 
@@ -24,8 +25,8 @@ class RunPlan:
     store: bool = True
     conversation_id: str | None = None
     kept_request: dict[str, Any] | None = None  # what of the request is stored with it (client_metadata)
-    # Compaction (issue 19) starts here: the request's context_management entries and whether its
-    # input ended with a compaction_trigger item, validated. Nothing is compacted yet.
+    # Compaction (issue 19): the request's context_management entries and whether its
+    # input ended with a compaction_trigger item, validated.
     context_management: list[dict[str, Any]] = field(default_factory=list)
     compaction_requested: bool = False
     request_id: str | None = None  # the request that started it (its log lines carry the id)
@@ -36,6 +37,10 @@ class RunPlan:
     # reasoning.encrypted_content) and the text of reasoning items that came only as sealed blobs.
     sealing: KeyRing | None = None
     unsealed: dict[str, str] = field(default_factory=dict)
+    # The context's compaction items, opened, and the run's own compaction when the request asks
+    # for one (engine/compaction.py ``attach``; the model reads ``compaction.view`` of the context).
+    summaries: Summaries = field(default_factory=Summaries)
+    compactor: Compactor | None = None
 
     @property
     def response_id(self) -> str:

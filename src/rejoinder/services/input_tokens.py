@@ -17,11 +17,8 @@ from openai.types.responses.input_token_count_params import InputTokenCountParam
 
 from rejoinder.api.create_response import validate_create
 from rejoinder.api.known_keys import refuse_unknown_keys
-from rejoinder.backends.chat_templates import reshape
 from rejoinder.backends.token_count import count_tokens
-from rejoinder.engine.chat_request import chat_body
-from rejoinder.engine.context import build_messages
-from rejoinder.engine.plan import RunPlan
+from rejoinder.engine.compaction import attach, first_step_body
 from rejoinder.engine.prepare import prepare
 from rejoinder.errors import InvalidRequest
 from rejoinder.request_context import RequestContext
@@ -46,24 +43,13 @@ def _as_create(body: Any) -> dict[str, Any]:
     return data
 
 
-def first_step_body(plan: RunPlan) -> dict[str, Any]:
-    """The chat body of the plan's first inference step, as ``ResponseRun._infer`` makes it."""
-    params = plan.params
-    toolset = plan.toolset
-    messages = build_messages([*plan.history, *plan.input_items], params.get("instructions"), toolset.aliases(),
-                              toolset.item_types, plan.unsealed, (params.get("reasoning") or {}).get("context"))
-    choice, only = toolset.resolve_choice(params.get("tool_choice"))
-    tools = toolset.chat_tools(only)
-    return chat_body(plan.route, params, reshape(messages, set(plan.route.template_rules)), tools,
-                     choice if tools else None)
-
-
 async def count_input_tokens(body: Any, context: RequestContext, services: Any) -> dict[str, Any]:
-    req = validate_create(_as_create(body))
+    req = validate_create(_as_create(body), services.responses.tools)
     plan = await prepare(req, context, services.registry, services.responses.responses, services.conversations,
                          services.responses.tools, services.settings, generate=False, admit=False,
                          sealing=services.sealing)
     try:
+        attach(plan, services.sealing)
         count = await count_tokens(plan.route, first_step_body(plan))
     finally:
         await plan.toolset.aclose()

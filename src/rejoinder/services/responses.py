@@ -11,6 +11,7 @@ from rejoinder.api.create_response import CreateResponse
 from rejoinder.backends.registry import ModelRegistry
 from rejoinder.config import Settings
 from rejoinder.crypto.sealing import KeyRing
+from rejoinder.engine.compaction import attach
 from rejoinder.engine.events import Event, new_response_id
 from rejoinder.engine.fold import Reply, fold
 from rejoinder.engine.loop import Persistence, ResponseRun
@@ -77,6 +78,11 @@ class ResponsesService:
                 plan = await prepare(req, context, self.registry, self.responses, self.conversations,
                                      self.tools, self.settings, response_id, chain=chain, generate=generate,
                                      sealing=self.sealing)
+                try:
+                    attach(plan, self.sealing)  # a compaction blob that does not open is a 400 now
+                except BaseException:
+                    await plan.toolset.aclose()
+                    raise
             except BaseException:
                 if conversation_id:
                     await self.conversations.unlock(conversation_id, response_id)

@@ -20,6 +20,7 @@ from typing import Any
 
 from rejoinder.api.create_response import validate_create
 from rejoinder.config import Settings
+from rejoinder.engine.compaction import attach
 from rejoinder.engine.events import TERMINAL_EVENT_TYPES, ResponseState, event_json, terminal_event
 from rejoinder.engine.loop import Persistence, ResponseRun
 from rejoinder.engine.plan import RunPlan
@@ -204,6 +205,13 @@ class Runner:
         stored.body["output"] = []
         plan.response = stored.body
         plan.input_items = await self.store.input_items(job.response_id)
+        try:
+            attach(plan, self.service.sealing)
+        except APIError as exc:
+            await plan.toolset.aclose()
+            await self._fail_unstarted(stored, str(exc))
+            job.lease.release()
+            return None
         run = self.service.new_run(plan, BackgroundPersistence(self, job))
         assert job.task is not None
         job.lease.drive(run, job.task)
