@@ -56,13 +56,16 @@ def _check_deltas_add_up(events: list[dict[str, Any]], output: list[dict[str, An
     for e in events:
         kind = e["type"]
         if kind in ("response.output_text.delta", "response.reasoning_text.delta",
-                    "response.function_call_arguments.delta", "response.mcp_call_arguments.delta"):
+                    "response.function_call_arguments.delta", "response.mcp_call_arguments.delta",
+                    "response.custom_tool_call_input.delta"):
             key = (kind, e["output_index"], e.get("content_index", 0))
             joined[key] = joined.get(key, "") + e["delta"]
     for (kind, index, part), text in joined.items():
         item = output[index]
         if kind.endswith("arguments.delta"):
             assert text == item["arguments"], (kind, text, item)
+        elif kind == "response.custom_tool_call_input.delta":
+            assert text == item["input"], (kind, text, item)
         else:
             assert text == item["content"][part]["text"], (kind, text, item)
 

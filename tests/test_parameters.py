@@ -101,13 +101,10 @@ def test_unknown_keys_in_conversation_items_are_refused(server):
     ({"client_metadata": {"k": "v" * 16385}}, "client_metadata.k", "string_above_max_length"),
     ({"include": ["message.output_text.logprobs", "nope"]}, "include[1]", "invalid_value"),
     ({"input": [{"type": "compaction_trigger"}, {"role": "user", "content": "x"}]}, "input[0]", "invalid_value"),
-    # a tool type not implemented yet is checked against its own type first
+    # a tool type is checked against its own type first
     ({"tools": [{"type": "custom", "name": 5}]}, "tools[0].name", "invalid_type"),
     ({"tools": [{"type": "web_search", "search_context_size": "huge"}]}, "tools[0].search_context_size",
      "invalid_value"),
-    ({"tools": [{"type": "custom", "name": "apply_patch",
-                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: \"x\""}}]},
-     "tools[0].type", "unsupported_value"),
     ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "tools[0].type",
      "unsupported_value"),
     ({"tools": [{"type": "custom", "name": "apply_patch",

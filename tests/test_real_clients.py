@@ -19,8 +19,6 @@ from tests.fake_upstream import calls, text
 from tests.helpers import check_stream, sse_events
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# Tool types the Codex issue (18) adds; until then each is refused with a 400 naming it.
-NOT_YET = ("namespace", "custom", "tool_search")
 
 
 def _codex() -> dict[str, Any]:
@@ -32,31 +30,22 @@ def _codex() -> dict[str, Any]:
 # -- Codex CLI ----------------------------------------------------------------------------------
 
 
-def test_codex_first_request_is_refused_only_for_the_tool_types_issue_18_adds(server):
+def test_codex_first_request_runs_with_every_tool_it_declares(server, upstream):
     body = _codex()
-    r = httpx.post(server.url + "/v1/responses", json=body, timeout=30)
-    assert r.status_code == 400, r.text
-    e = r.json()["error"]
-    first = next(i for i, t in enumerate(body["tools"]) if t["type"] in NOT_YET)
-    assert (e["param"], e["code"]) == (f"tools[{first}].type", "unsupported_value"), e
-    for tool in body["tools"]:  # each declaration is well-formed: the refusal is about its type alone
-        if tool["type"] in NOT_YET:
-            r = httpx.post(server.url + "/v1/responses", json={**body, "tools": [tool]}, timeout=30)
-            assert r.json()["error"]["param"] == "tools[0].type", r.text
-            assert r.json()["error"]["code"] == "unsupported_value"
-
-
-def test_codex_first_request_runs_with_the_tools_served_today(server, upstream):
-    body = _codex()
-    body["tools"] = [t for t in body["tools"] if t["type"] not in NOT_YET]
     events = sse_events(server.url, body)
     final = check_stream(events)
     assert final.status == "completed" and final.store is False
     assert final.text is not None and final.text.verbosity == "low"
     assert final.reasoning is not None and final.reasoning.summary == "auto"
     assert final.prompt_cache_key == body["prompt_cache_key"]
-    assert [t.type for t in final.tools] == ["function", "function", "web_search"]
-    assert [t["function"]["name"] for t in upstream.requests[-1]["tools"]] == ["exec_command", "write_stdin"]
+    assert [t.type for t in final.tools] == [t["type"] for t in body["tools"]]  # echoed as declared
+    # offered: the functions, the namespace's tool under a qualified name, apply_patch with its
+    # one string parameter, and tool_search; web_search is not (no search provider here)
+    offered = {t["function"]["name"]: t["function"] for t in upstream.requests[-1]["tools"]}
+    assert list(offered) == ["exec_command", "write_stdin", "apply_patch", "mcp__docs__search", "tool_search"]
+    assert offered["apply_patch"]["parameters"]["required"] == ["input"]
+    assert "*** Begin Patch" in offered["apply_patch"]["description"]  # the grammar, told to the model
+    assert "x-rejoinder-grammar" not in json.dumps(upstream.requests[-1])
     sent = upstream.requests[-1]
     assert [m["role"] for m in sent["messages"]] == ["system", "system", "system", "user"]
     assert sent["prompt_cache_key"] == body["prompt_cache_key"]

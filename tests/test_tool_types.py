@@ -14,8 +14,7 @@ import pytest
 from openai.types.responses import response_input_item_param as P
 from openai.types.responses.tool_param import ToolParam
 
-from rejoinder.api.items import ITEM_TYPES, NOT_AVAILABLE, NOT_YET
-from rejoinder.api.tools import CHECKED_NOT_SERVED, NOT_OFFERED
+from rejoinder.api.items import ITEM_TYPES, NOT_AVAILABLE
 from rejoinder.tools.grammar import compile_grammar
 from rejoinder.tools.registry import BUILTIN
 from tests.conftest import MODEL
@@ -62,12 +61,6 @@ def _post(server: Any, body: dict[str, Any]) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/responses", json={"model": MODEL, "input": "hi", **body}, timeout=30)
 
 
-def test_every_sdk_tool_type_has_one_row():
-    rows = [SERVED, NOT_OFFERED, CHECKED_NOT_SERVED]
-    for kind in TOOL_KINDS:
-        assert sum(kind in row for row in rows) <= 1, kind
-
-
 @pytest.mark.parametrize("kind", TOOL_KINDS)
 def test_each_tool_type_is_served_or_refused_by_name(server, upstream, kind):
     tool = MINIMAL_TOOLS.get(kind) or MINIMAL_TOOLS.get(kind.rsplit("_2", 1)[0]) or {"type": kind}
@@ -78,18 +71,17 @@ def test_each_tool_type_is_served_or_refused_by_name(server, upstream, kind):
     if kind == "file_search":  # served: its store is looked up first (tests/test_file_search_tool.py)
         assert r.status_code == 404 and "vs_1" in r.json()["error"]["message"], r.text
         return
-    if kind in SERVED or kind in NOT_OFFERED:
+    if kind in SERVED:
         assert r.status_code == 200, r.text
         assert r.json()["tools"][0]["type"] == kind
-        if kind in NOT_OFFERED or kind.startswith("web_search"):  # no provider: accepted, never offered
+        if kind.startswith("web_search"):  # no provider: accepted, never offered
             assert "tools" not in upstream.requests[-1]
         return
     assert r.status_code == 400, r.text
     e = r.json()["error"]
     assert (e["param"], e["code"]) == ("tools[0].type", "unsupported_value"), e
     assert f"'{kind}'" in e["message"]
-    if kind not in CHECKED_NOT_SERVED:
-        assert "not available on this server" in e["message"]
+    assert "not available on this server" in e["message"]
 
 
 def test_a_custom_tool_grammar_that_does_not_compile_is_named(server):
@@ -128,4 +120,4 @@ def test_each_input_item_type_is_accepted_or_refused_by_name(server, kind):
     e = r.json()["error"]
     assert e["code"] == "unsupported_value" and e["param"] == "input[1].type", e
     assert f"'{kind}'" in e["message"]
-    assert kind in NOT_AVAILABLE or kind in NOT_YET
+    assert kind in NOT_AVAILABLE

@@ -22,6 +22,17 @@ PREFIX_BY_ITEM_TYPE = {
     "web_search_call": "ws",
     "file_search_call": "fs",
     "compaction": "cmp",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
+    "shell_call": "sh",
+    "shell_call_output": "sho",
+    "local_shell_call": "lsh",
+    "local_shell_call_output": "lsho",
+    "apply_patch_call": "apc",
+    "apply_patch_call_output": "apco",
+    "tool_search_call": "tsc",
+    "tool_search_output": "tso",
+    "additional_tools": "at",
 }
 
 

@@ -39,6 +39,18 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "web_search_call": TypeAdapter(ResponseFunctionWebSearchParam),
     "file_search_call": TypeAdapter(ResponseFileSearchToolCallParam),
     "item_reference": TypeAdapter(P.ItemReference),
+    # the client-executed tools' items (tools/custom.py, builtins.py, tool_search.py)
+    "custom_tool_call": TypeAdapter(P.ResponseCustomToolCallParam),
+    "custom_tool_call_output": TypeAdapter(P.ResponseCustomToolCallOutputParam),
+    "shell_call": TypeAdapter(P.ShellCall),
+    "shell_call_output": TypeAdapter(P.ShellCallOutput),
+    "local_shell_call": TypeAdapter(P.LocalShellCall),
+    "local_shell_call_output": TypeAdapter(P.LocalShellCallOutput),
+    "apply_patch_call": TypeAdapter(P.ApplyPatchCall),
+    "apply_patch_call_output": TypeAdapter(P.ApplyPatchCallOutput),
+    "tool_search_call": TypeAdapter(P.ToolSearchCall),
+    "tool_search_output": TypeAdapter(P.ResponseToolSearchOutputItemParamParam),
+    "additional_tools": TypeAdapter(P.AdditionalTools),
 }
 _TEXT_FIELD = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
 _PART_ADAPTERS: dict[str, TypeAdapter[Any]] = {
@@ -56,10 +68,6 @@ ITEM_TYPES = ("message", *_ADAPTERS)
 # Input item types the SDK defines whose tools or features this server does not run.
 NOT_AVAILABLE = ("computer_call", "computer_call_output", "image_generation_call", "code_interpreter_call",
                  "program", "program_output", "configuration_update")
-# Client-executed tool items accepted once their tool kinds are served (issue 18).
-NOT_YET = ("custom_tool_call", "custom_tool_call_output", "tool_search_call", "tool_search_output",
-           "additional_tools", "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output",
-           "apply_patch_call", "apply_patch_call_output")
 MAX_ID_LENGTH = 120  # the length of the item id columns (store/schema.py)
 # Fields the SDK leaves optional but without which an item cannot be paired or replayed.
 _REQUIRED = {
@@ -67,6 +75,15 @@ _REQUIRED = {
     "function_call_output": ("call_id",),
     "mcp_approval_response": ("approval_request_id", "approve"),
     "item_reference": ("id",),
+    "custom_tool_call_output": ("call_id",),
+    "tool_search_output": ("call_id",),
+}
+# Items whose returned form has a status (and, for tool search, an execution) the input may leave out.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    **{kind: {"status": "completed"} for kind in ("function_call", "function_call_output", "shell_call",
+                                                   "shell_call_output", "local_shell_call")},
+    "tool_search_call": {"status": "completed", "execution": "client"},
+    "tool_search_output": {"status": "completed", "execution": "client"},
 }
 
 
@@ -150,9 +167,6 @@ def validate_item(item: Any, param: str) -> dict[str, Any]:
     if kind in NOT_AVAILABLE:
         raise InvalidRequest(f"Input item type '{kind}' is not available on this server.", param=f"{param}.type",
                              code="unsupported_value")
-    if kind in NOT_YET:
-        raise InvalidRequest(f"Input item type '{kind}' is not supported by this server yet.",
-                             param=f"{param}.type", code="unsupported_value")
     if adapter is None:
         raise InvalidRequest(
             f"Invalid value: '{kind}'. Supported item types are: {', '.join(ITEM_TYPES)}.",
@@ -191,6 +205,7 @@ def normalize_item(item: dict[str, Any]) -> dict[str, Any]:
     if kind == "message":
         out["content"] = _parts(out["role"], out.get("content", ""))
         out.setdefault("status", "completed")
-    elif kind in ("function_call_output", "function_call"):
-        out.setdefault("status", "completed")
+    for key, value in _DEFAULTS.get(kind, {}).items():
+        if out.get(key) is None:
+            out[key] = value
     return out

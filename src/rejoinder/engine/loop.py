@@ -65,6 +65,7 @@ class ResponseRun:
         self.env = CallEnv(self.state, observer, plan.response_id, self.log)
         self.policy = ToolPolicy(plan.toolset, plan.params, self.env)
         self._step: StepReader | None = None  # the step being read
+        self._retry: list[dict[str, Any]] = []  # chat messages for the next step only (a refused call)
         self.cancel_requested = False  # set before cancelling the task that drives events()
         self._hold: asyncio.Event | None = None  # set once the start row is written (see events())
         self._accepted = Acceptance()  # the backend accepted the first step's request
@@ -181,6 +182,8 @@ class ResponseRun:
             if turn.finish_reason == "content_filter":
                 self.state.response["incomplete_details"] = {"reason": "content_filter"}
                 return
+            # calls refused before they reached the client (ModelCall.retry_messages), for the next step only
+            self._retry = [m for c in turn.calls for m in c.retry_messages()]
             to_run = [c for c in turn.calls if c.on_server]
             if to_run:
                 async for batch in self.policy.run(to_run):
@@ -196,7 +199,7 @@ class ResponseRun:
         items = view([*plan.history, *plan.input_items, *self.state.output], plan.summaries)
         messages = build_messages(items, plan.params.get("instructions"), plan.toolset.aliases(),
                                   plan.toolset.item_types, plan.unsealed,
-                                  (plan.params.get("reasoning") or {}).get("context"))
+                                  (plan.params.get("reasoning") or {}).get("context")) + self._retry
         tools, choice = self.policy.offered()
         step = self._step = StepReader(self.state, self.policy, plan.response_id, turn,
                                        reasoning_output(plan.params, plan.sealing, plan.tenant))

@@ -24,6 +24,7 @@ from rejoinder.request_context import RequestContext
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
 from rejoinder.tools.interface import Preparation, ToolSetup
+from rejoinder.tools.loading import offered_declarations
 from rejoinder.tools.registry import ToolKinds
 from rejoinder.tools.toolset import Toolset
 
@@ -170,7 +171,9 @@ async def prepare(
     if conversation_id:
         input_items = _new_to_conversation(input_items, known)
     known.update({item["id"]: item for item in input_items})
-    toolset = Toolset.from_request(req.tools, tools, ToolSetup(settings, tenant, tools.services))
+    # deferred tools wait for a tool search to load them; loaded tools join (tools/loading.py)
+    declared = offered_declarations(req.tools, [*history, *input_items], tools.types)
+    toolset = Toolset.from_request(declared, tools, ToolSetup(settings, tenant, tools.services))
     prep = Preparation(history, input_items, kept, known)
     toolset.read_input(prep)  # an approval without its request is a 400 now
     build_messages([*history, *input_items], None, None, tools.item_types)  # so is a tool output without its call

@@ -33,7 +33,8 @@ def output_text(output: Any) -> str:
 
 
 def _replay_call(item: dict[str, Any], scope: ReplayScope) -> Replayed:
-    return ReplayCall(item["call_id"], item["name"], item.get("arguments", ""))
+    name = scope.name(item["namespace"], item["name"]) if item.get("namespace") else item["name"]
+    return ReplayCall(item["call_id"], name, item.get("arguments", ""))
 
 
 def _replay_output(item: dict[str, Any], scope: ReplayScope) -> Replayed:

@@ -114,6 +114,11 @@ class ModelCall:
         """More of the call's arguments (JSON text, as the model streams it)."""
         return []
 
+    def retry_messages(self) -> list[dict[str, Any]]:
+        """Chat messages the model reads on the next step only: a call refused before it reached the
+        client, and why (tools/checked_call.py), so the model can make it again."""
+        return []
+
     def done(self) -> list[Event]:
         """The arguments are complete (the model moved on, or the step ended)."""
         return []

@@ -12,10 +12,14 @@ from typing import Any
 
 from rejoinder.engine.context import CORE_ITEM_TYPES
 from rejoinder.item_types import ItemType
+from rejoinder.tools.builtins import ApplyPatchKind, LocalShellKind, ShellKind
+from rejoinder.tools.custom import CustomKind
 from rejoinder.tools.file_search import FileSearchKind
 from rejoinder.tools.function import FunctionKind
 from rejoinder.tools.interface import ToolKind
 from rejoinder.tools.mcp import McpKind
+from rejoinder.tools.namespace import NamespaceKind
+from rejoinder.tools.tool_search import ToolSearchKind
 from rejoinder.tools.web_search import kinds as web_search_kinds
 
 
@@ -58,4 +62,5 @@ class ToolKinds:
 
 # The web search kinds get the provider from build_services (http/app.py); without one they accept
 # a declared web_search and do not offer it.
-BUILTIN = ToolKinds([FunctionKind(), McpKind(), FileSearchKind(), *web_search_kinds()])
+BUILTIN = ToolKinds([FunctionKind(), CustomKind(), NamespaceKind(), ToolSearchKind(), ShellKind(), LocalShellKind(),
+                     ApplyPatchKind(), McpKind(), FileSearchKind(), *web_search_kinds()])
