@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from openai.types.responses import (
+    ResponseCustomToolCallOutputParam,
+    ResponseCustomToolCallParam,
     ResponseFileSearchToolCallParam,
     ResponseFunctionToolCallParam,
     ResponseFunctionWebSearchParam,
@@ -17,6 +19,7 @@ from openai.types.responses import (
     ResponseInputImageParam,
     ResponseInputTextParam,
     ResponseReasoningItemParam,
+    ResponseToolSearchOutputItemParamParam,
 )
 from openai.types.responses import response_input_item_param as P
 from openai.types.responses.response_input_item_param import ResponseInputItemParam
@@ -40,8 +43,8 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "file_search_call": TypeAdapter(ResponseFileSearchToolCallParam),
     "item_reference": TypeAdapter(P.ItemReference),
     # the client-executed tools' items (tools/custom.py, builtins.py, tool_search.py)
-    "custom_tool_call": TypeAdapter(P.ResponseCustomToolCallParam),
-    "custom_tool_call_output": TypeAdapter(P.ResponseCustomToolCallOutputParam),
+    "custom_tool_call": TypeAdapter(ResponseCustomToolCallParam),
+    "custom_tool_call_output": TypeAdapter(ResponseCustomToolCallOutputParam),
     "shell_call": TypeAdapter(P.ShellCall),
     "shell_call_output": TypeAdapter(P.ShellCallOutput),
     "local_shell_call": TypeAdapter(P.LocalShellCall),
@@ -49,7 +52,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "apply_patch_call": TypeAdapter(P.ApplyPatchCall),
     "apply_patch_call_output": TypeAdapter(P.ApplyPatchCallOutput),
     "tool_search_call": TypeAdapter(P.ToolSearchCall),
-    "tool_search_output": TypeAdapter(P.ResponseToolSearchOutputItemParamParam),
+    "tool_search_output": TypeAdapter(ResponseToolSearchOutputItemParamParam),
     "additional_tools": TypeAdapter(P.AdditionalTools),
 }
 _TEXT_FIELD = {"input_text": "text", "output_text": "text", "refusal": "refusal"}

@@ -91,7 +91,8 @@ def _local_shell_item(call_id: str, arguments: str) -> Parsed:
     command = _strings(args.get("command"))
     if command is None:
         return None, "`command` must be a non-empty array of strings (the program and its arguments)."
-    env = args.get("env") if isinstance(args.get("env"), dict) else {}
+    env = args.get("env")
+    env = env if isinstance(env, dict) else {}
     action: dict[str, Any] = {"type": "exec", "command": command,
                               "env": {str(k): str(v) for k, v in env.items()},
                               "timeout_ms": _int_or_none(args, "timeout_ms")}
