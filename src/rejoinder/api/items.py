@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from openai.types.responses import (
+    ResponseCompactionItemParamParam,
     ResponseCustomToolCallOutputParam,
     ResponseCustomToolCallParam,
     ResponseFileSearchToolCallParam,
@@ -34,7 +35,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "function_call": TypeAdapter(ResponseFunctionToolCallParam),
     "function_call_output": TypeAdapter(P.FunctionCallOutput),
     "mcp_list_tools": TypeAdapter(P.McpListTools),
-    "compaction": TypeAdapter(P.ResponseCompactionItemParamParam),  # engine/compaction.py
+    "compaction": TypeAdapter(ResponseCompactionItemParamParam),  # engine/compaction.py
     "mcp_call": TypeAdapter(P.McpCall),
     "mcp_approval_request": TypeAdapter(P.McpApprovalRequest),
     "mcp_approval_response": TypeAdapter(P.McpApprovalResponse),
