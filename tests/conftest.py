@@ -67,12 +67,20 @@ def shared_storage_url(tmp_path: Path) -> str:
 def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Callable[..., Any]]:
     """Start a Rejoinder server; keyword arguments override its settings (``tools``: the tool kinds served)."""
     started: list[ThreadServer] = []
+    reused: list[str] = []  # PostgreSQL databases to empty for the next test once the servers stopped
 
     def make(tools: ToolKinds | None = None, **overrides: Any) -> ThreadServer:
         tmp = tmp_path_factory.mktemp("rejoinder")
+        if overrides.get("storage_url") is not None:
+            url = overrides["storage_url"]
+        elif (os.environ.get("REJOINDER_TEST_STORAGE_URL") or "").startswith("postgres"):
+            url = postgres.reusable_database()
+            reused.append(url)
+        else:
+            url = storage_url(tmp)
         defaults: dict[str, Any] = {
             "data_dir": tmp,
-            "storage_url": storage_url(tmp),
+            "storage_url": url,
             "models": {MODEL: {"base_url": upstream.url + "/v1", "api_key": "upstream-key"}},  # type: ignore[attr-defined]
             "embedded": {"enabled": "off"},
         }
@@ -86,6 +94,8 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
         server.stop_soon()
     for server in started:
         server.join()
+    for url in reused:
+        postgres.give_back(url)
 
 
 @pytest.fixture
