@@ -255,3 +255,28 @@ def test_idle_socket_is_closed(make_server):
     with open_socket(server) as ws, pytest.raises(ConnectionClosed) as closed:
         ws.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+# -- what Codex 0.171 really sent ---------------------------------------------------------------------
+
+
+def test_codex_0171_socket_turn_as_captured(server, upstream):
+    """Codex's own two events (fixtures/codex_websocket_turn.json): a warm-up, then the turn naming
+    it. Tool types the server does not serve yet (issue 18's) are left out of the replay."""
+    from pathlib import Path
+
+    captured = json.loads((Path(__file__).parent / "fixtures" / "codex_websocket_turn.json").read_text())["events"]
+    upstream.queue(text("Hi!"))
+    with open_socket(server, CODEX_BETA) as ws:
+        warm_up, turn = ({**e, "model": MODEL, "tools": [t for t in e["tools"] if t["type"] == "function"]}
+                         for e in captured)
+        assert warm_up["generate"] is False and turn["previous_response_id"]
+        ws.send(json.dumps(warm_up))
+        first = until_terminal(ws)
+        assert first[-1]["type"] == "response.completed" and first[-1]["response"]["output"] == []
+        ws.send(json.dumps({**turn, "previous_response_id": first[-1]["response"]["id"]}))
+        final = check_stream(until_terminal(ws))
+    assert final.output_text == "Hi!" and final.store is False
+    assert len(upstream.requests) == 1  # the warm-up made no model call
+    roles = [m["role"] for m in upstream.requests[0]["messages"]]
+    assert roles == ["system", "system", "user", "user"]  # the warm-up's developer message, then the turn's input
