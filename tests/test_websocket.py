@@ -280,3 +280,25 @@ def test_codex_0171_socket_turn_as_captured(server, upstream):
     assert len(upstream.requests) == 1  # the warm-up made no model call
     roles = [m["role"] for m in upstream.requests[0]["messages"]]
     assert roles == ["system", "system", "user", "user"]  # the warm-up's developer message, then the turn's input
+
+
+def test_outbox_is_bounded_and_gives_up_on_a_reader_that_does_not_read():
+    """Back-pressure: a full outbox makes the writer wait (the run waits with it); one that stays
+    full for send_timeout is closed (the socket then closes with 1013)."""
+    import asyncio
+
+    from rejoinder.http.ws_route import Outbox, SlowReader
+
+    async def scenario() -> None:
+        box = Outbox(max_bytes=10, timeout=0.2)
+        await box.put("x" * 8)
+        waiting = asyncio.ensure_future(box.put("y" * 8))  # over the bound: waits for the reader
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        assert await box.get() == "x" * 8  # the reader takes one: the writer goes on
+        await waiting
+        with pytest.raises(SlowReader):
+            await box.put("z" * 8)  # nobody reads for 0.2 s
+        assert box.closed and await box.get() == "y" * 8 and await box.get() is None
+
+    asyncio.run(scenario())
