@@ -31,6 +31,10 @@ class BackendConfig(BaseModel):
     cache_hints: bool = Field(default=True, description="pass prompt_cache_key and prompt_cache_retention on; "
                               "off for a backend that refuses parameters it does not know")
     context_window: int | None = Field(default=None, ge=1, description="tokens; None: asked of the server")
+    verbosity: Literal["instruction", "param", "off"] = Field(
+        default="instruction", description="text.verbosity low/high: a line of the system message asking for "
+        "a short or a thorough answer (instruction), chat completions' verbosity parameter for servers that take "
+        "it (param), or nothing (off)")
     template_rules: list[Literal["alternate_roles", "no_system_role", "short_call_ids"]] = Field(
         default_factory=list, description="chat-template rules known up front (others are learned)")
     think_tags: Literal["off", "on", "open"] = Field(

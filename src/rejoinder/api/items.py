@@ -156,9 +156,20 @@ def item_type(item: Any, param: str) -> Any:
     return "message" if kind is None and "role" in item else kind
 
 
+def _local_shell_output(item: dict[str, Any], param: str) -> dict[str, Any]:
+    """The SDK's type names the call by ``id``; the Agents SDK sends ``call_id``: both are the call's id."""
+    check_id(item["call_id"], f"{param}.call_id")
+    rest = {k: v for k, v in item.items() if k != "call_id"}
+    if rest.get("id") is None:
+        return validate_item({**rest, "id": item["call_id"]}, param)
+    return {**validate_item(rest, param), "call_id": item["call_id"]}
+
+
 def validate_item(item: Any, param: str) -> dict[str, Any]:
     """Check one item; returns it with ``type`` filled in."""
     kind = item_type(item, param)
+    if kind == "local_shell_call_output" and "call_id" in item:
+        return _local_shell_output(item, param)
     refuse_unknown_keys(item, ResponseInputItemParam, param)
     if item.get("id") is not None:  # a message's id goes unchecked below
         check_id(item["id"], f"{param}.id")

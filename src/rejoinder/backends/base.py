@@ -73,3 +73,4 @@ class ModelRoute:
     # prompt opened the block), and how earlier reasoning goes back (engine/chat_request.py).
     think_tags: str = "off"
     reasoning_replay: str = "reasoning_content"
+    verbosity: str = "instruction"  # how text.verbosity reaches the model (engine/chat_request.py)

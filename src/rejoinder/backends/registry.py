@@ -43,7 +43,7 @@ class ModelRegistry:
                 name=name, backend=backend, upstream_model=cfg.model or name, max_tokens_param=cfg.max_tokens_param,
                 owned_by="rejoinder", cache_hints=cfg.cache_hints, context_window=cfg.context_window,
                 template_rules=set(cfg.template_rules), think_tags=cfg.think_tags,
-                reasoning_replay=cfg.reasoning_replay,
+                reasoning_replay=cfg.reasoning_replay, verbosity=cfg.verbosity,
                 http=http if rec.mode in ("live", "record") else None,  # replaying asks no server anything
             )
         from rejoinder.backends import embedded

@@ -41,6 +41,21 @@ def replay_reasoning(messages: list[dict[str, Any]], mode: str) -> list[dict[str
     return out
 
 
+VERBOSITY_LINES = {"low": "Keep your answers short: say only what is needed.",
+                   "high": "Give thorough, detailed answers."}
+
+
+def with_verbosity(messages: list[dict[str, Any]], params: dict[str, Any], route: ModelRoute) -> list[dict[str, Any]]:
+    """``text.verbosity`` low or high, for a backend without a parameter for it: a line at the end of
+    the first system message (one is added when there is none); medium is what models do anyway."""
+    line = VERBOSITY_LINES.get(str((params.get("text") or {}).get("verbosity")))
+    if line is None or route.verbosity != "instruction":
+        return messages
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{line}"}, *messages[1:]]
+    return [{"role": "system", "content": line}, *messages]
+
+
 def chat_body(
     route: ModelRoute,
     params: dict[str, Any],
@@ -51,7 +66,7 @@ def chat_body(
     """Only parameters the client set are sent, so upstream defaults (and recordings) stay stable."""
     body: dict[str, Any] = {
         "model": route.upstream_model,
-        "messages": replay_reasoning(messages, route.reasoning_replay),
+        "messages": with_verbosity(replay_reasoning(messages, route.reasoning_replay), params, route),
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -68,6 +83,9 @@ def chat_body(
         body["logprobs"] = True
         if params.get("top_logprobs"):
             body["top_logprobs"] = params["top_logprobs"]
+    verbosity = (params.get("text") or {}).get("verbosity")
+    if route.verbosity == "param" and verbosity is not None:
+        body["verbosity"] = verbosity
     if route.cache_hints:  # prompt-cache hints, to backends that take them (OpenAI's own take both)
         for key in ("prompt_cache_key", "prompt_cache_retention"):
             if params.get(key) is not None:
