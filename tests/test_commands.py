@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import MODEL
 from tests.fake_upstream import FakeUpstream
-from tests.procs import ServeProcess, free_port
+from tests.procs import ServeProcess, free_port, start_together
 from tests.test_metrics import scrape, value
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
@@ -104,8 +104,9 @@ def test_metrics_summed_across_processes(tmp_path: Path, upstream: FakeUpstream)
     shared.mkdir()
     storage = f"sqlite:///{tmp_path / 'r.db'}"
     env = {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
-    a = ServeProcess(tmp_path, storage, upstream.url, "a", env=env).start()
-    b = ServeProcess(tmp_path, storage, upstream.url, "b", env=env).start()
+    a = ServeProcess(tmp_path, storage, upstream.url, "a", env=env)
+    b = ServeProcess(tmp_path, storage, upstream.url, "b", env=env)
+    start_together(a, b)
     try:
         for proc, n in ((a, 3), (b, 2)):
             for _ in range(n):

@@ -7,7 +7,7 @@ import httpx
 from tests.conftest import MODEL
 from tests.fake_upstream import text
 from tests.helpers import create_once_unlocked
-from tests.procs import ServeProcess, query, wait_status
+from tests.procs import ServeProcess, query, start_together, wait_status
 from tests.test_metrics import scrape, value
 
 STUCK = "SELECT id FROM responses WHERE status IN ('queued', 'in_progress')"
@@ -17,8 +17,7 @@ def test_foreground_response_of_killed_replica_fails_on_restart(tmp_path, upstre
     a = ServeProcess(tmp_path, shared_storage_url, upstream.url, "a", replica_id="crash-a")
     b = ServeProcess(tmp_path, shared_storage_url, upstream.url, "b", replica_id="crash-b")
     try:
-        a.start()
-        b.start()
+        start_together(a, b)
         conv = httpx.post(a.url + "/v1/conversations", json={}).json()["id"]
         upstream.queue(text(" ".join(["never"] * 400), delay=0.05), text("after the crash"))
         stream = a.client().responses.create(model=MODEL, input="hi", conversation=conv, stream=True)
@@ -50,8 +49,7 @@ def test_background_response_of_killed_replica_fails_when_its_lease_expires(tmp_
     a = ServeProcess(tmp_path, shared_storage_url, upstream.url, "a", lease_seconds=1.5)
     b = ServeProcess(tmp_path, shared_storage_url, upstream.url, "b", lease_seconds=1.5)
     try:
-        a.start()
-        b.start()
+        start_together(a, b)
         # The foreground answer is slow too: it must still be running when its replica dies.
         upstream.queue(text(" ".join(["never"] * 400), delay=0.05), text("foreground too", delay=0.5))
         bg = a.client().responses.create(model=MODEL, input="long job", background=True)
@@ -81,8 +79,7 @@ def test_a_killed_replicas_stream_keeps_the_output_its_lease_renewals_stored(tmp
     a = ServeProcess(tmp_path, shared_storage_url, upstream.url, "a", lease_seconds=1.5)
     b = ServeProcess(tmp_path, shared_storage_url, upstream.url, "b", lease_seconds=1.5)
     try:
-        a.start()
-        b.start()
+        start_together(a, b)
         upstream.queue(text(" ".join(f"w{i}" for i in range(400)), delay=0.05))
         stream = a.client().responses.create(model=MODEL, input="hi", stream=True)
         response_id, seen = None, ""
@@ -113,8 +110,7 @@ def test_a_killed_replicas_store_false_turn_frees_its_conversation_with_its_leas
     a = ServeProcess(tmp_path, shared_storage_url, upstream.url, "a", lease_seconds=1.5)
     b = ServeProcess(tmp_path, shared_storage_url, upstream.url, "b", lease_seconds=1.5)
     try:
-        a.start()
-        b.start()
+        start_together(a, b)
         conv = httpx.post(a.url + "/v1/conversations", json={}).json()["id"]
         upstream.queue(text(" ".join(["never"] * 400), delay=0.05), text("after the crash"))
         stream = a.client().responses.create(model=MODEL, input="hi", conversation=conv, store=False, stream=True)

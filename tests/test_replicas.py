@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import MODEL
 from tests.fake_upstream import text
-from tests.procs import ServeProcess, query, wait_status
+from tests.procs import ServeProcess, query, start_together, wait_status
 
 
 @pytest.fixture
@@ -23,8 +23,7 @@ def replicas(tmp_path, upstream, shared_storage_url) -> Iterator[tuple[ServeProc
     b = ServeProcess(tmp_path, shared_storage_url, upstream.url, "b", replica_id="replica-b",
                      background_workers=1)
     try:
-        a.start()
-        b.start()
+        start_together(a, b)
         yield a, b
     finally:
         a.stop()
