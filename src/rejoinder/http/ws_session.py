@@ -30,7 +30,8 @@ from rejoinder.engine.events import Event
 from rejoinder.engine.loop import ResponseRun
 from rejoinder.errors import APIError, InvalidRequest, NotFound, Overloaded
 from rejoinder.http.body import parse_json_body
-from rejoinder.http.ws_frames import error_message, event_message
+from rejoinder.http.ws_frames import error_message, event_message, object_message
+from rejoinder.http.ws_steering import SteerFailed, Steering
 from rejoinder.request_context import RequestContext
 from rejoinder.services.responses import ResponsesService
 
@@ -91,6 +92,8 @@ class SocketSession:
         self.chains: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.lanes: dict[str | None, _Lane] = {}
         self.queued = 0  # creates received and not yet started
+        self.steering = Steering(config.max_pending_steers)
+        self.finished: deque[str] = deque(maxlen=64)  # responses this socket ran (steering's answers)
 
     @property
     def busy(self) -> bool:
@@ -112,7 +115,7 @@ class SocketSession:
             if kind == "response.create":
                 self._enqueue(_create_fields(event))
             elif kind == "response.steer":
-                raise InvalidRequest("Steering is not supported yet.", param="type", code="unsupported_value")
+                await self._steer(event)
             elif kind is None:
                 raise InvalidRequest("Missing required parameter: 'type'.", param="type",
                                      code="missing_required_parameter")
@@ -120,6 +123,14 @@ class SocketSession:
                 raise _unknown_event(kind)
         except APIError as exc:
             await self.send(error_message(exc, stream_id))
+
+    async def _steer(self, event: dict[str, Any]) -> None:
+        try:
+            accepted, lane = self.steering.steer(event, set(self.chains) | set(self.finished))
+        except SteerFailed as failure:
+            await self.send(object_message(self.steering.failed(event, failure)))
+            return
+        await self.send(object_message(accepted, lane))
 
     def _enqueue(self, create: _Create) -> None:
         if self.queued >= self.config.max_queued_creates:
@@ -154,7 +165,8 @@ class SocketSession:
     # -- one response ----------------------------------------------------------------------
 
     async def _run(self, create: _Create) -> None:
-        req = validate_create(create.body, self.service.tools)
+        body = self.steering.prepend(create.body)
+        req = validate_create(body, self.service.tools)
         previous = req.previous_response_id
         chain = self.chains.get(previous) if previous else None
         try:
@@ -167,6 +179,8 @@ class SocketSession:
                                      code="previous_response_not_found") from exc
             raise
         stream_id = create.stream_id
+        self.steering.started(run.plan.response_id, create.body, stream_id,
+                              steerable=not (req.conversation or req.context_management))
 
         async def sink(batch: list[Event]) -> None:
             for event in batch:
@@ -174,6 +188,12 @@ class SocketSession:
 
         await self.service.deliver(run, sink)
         self._keep(run, previous)
+        self.finished.append(run.plan.response_id)
+        events, successor = self.steering.ended(run.state.response)
+        for event in events:
+            await self.send(object_message(event, stream_id))
+        if successor is not None:  # the steers' input, committed by the successor's response.created
+            await self._run(_Create(successor, stream_id, True))
 
     def _evict(self, previous: str | None) -> None:
         if previous:
