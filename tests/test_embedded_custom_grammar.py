@@ -79,3 +79,31 @@ def test_the_grammar_key_stays_out_of_an_upstream_body():
     assert GRAMMAR_KEY not in json.dumps(sent)
     assert sent["tools"][1] == PLAIN and sent["tools"][0]["function"]["name"] == "edit"
     assert GRAMMAR_KEY in body["tools"][0]["function"]  # the caller's body is not changed
+
+
+def test_through_the_server_a_custom_call_is_written_under_its_grammar(tmp_path):
+    """The whole path on the embedded model: Responses request -> constrained decoding -> a
+    custom_tool_call whose input the grammar accepts, its events valid; then its output goes back."""
+    from rejoinder.config import Settings
+    from rejoinder.http.app import create_app
+    from tests.conftest import storage_url
+    from tests.fake_upstream import ThreadServer
+    from tests.helpers import check_stream, sse_events
+
+    tool = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+            "format": {"type": "grammar", "syntax": "lark", "definition": PATCH}}
+    settings = Settings(data_dir=tmp_path, storage_url=storage_url(tmp_path), models={},
+                        embedded={"enabled": "on"})
+    with ThreadServer(create_app(settings)) as server:
+        name = EmbeddedConfig().name
+        events = sse_events(server.url, {"model": name, "input": "Create a file with one word.", "tools": [tool],
+                                         "tool_choice": {"type": "custom", "name": "apply_patch"},
+                                         "temperature": 0, "max_output_tokens": 48})
+        final = check_stream(events)
+        [item] = final.output
+        assert item.type == "custom_tool_call" and item.name == "apply_patch"
+        assert compile_grammar("lark", PATCH).mismatch(item.input) is None, item.input
+        answer = {"type": "custom_tool_call_output", "call_id": item.call_id, "output": "Done."}
+        events = sse_events(server.url, {"model": name, "previous_response_id": final.id, "input": [answer],
+                                         "tools": [tool], "temperature": 0, "max_output_tokens": 16})
+        assert check_stream(events).status in ("completed", "incomplete")
