@@ -150,7 +150,11 @@ def test_a_turn_longer_than_the_lock_keeps_its_conversation(make_server: Any, up
     runner = threading.Thread(target=long_turn)
     runner.start()
     try:
-        time.sleep(1.8)  # the original lock has lapsed; only renewal still holds it
+        deadline = time.monotonic() + 30
+        while not upstream.requests:  # the turn holds the lock once its model request is out
+            assert time.monotonic() < deadline and runner.is_alive()
+            time.sleep(0.01)
+        time.sleep(1.2)  # the original 1 s lock has lapsed; only renewal still holds it
         with pytest.raises(openai.BadRequestError) as refused:
             client.responses.create(model=MODEL, input="cut in", conversation=conv)
         assert refused.value.code == "conversation_locked"
