@@ -107,3 +107,10 @@ def test_through_the_server_a_custom_call_is_written_under_its_grammar(tmp_path)
         events = sse_events(server.url, {"model": name, "previous_response_id": final.id, "input": [answer],
                                          "tools": [tool], "temperature": 0, "max_output_tokens": 16})
         assert check_stream(events).status in ("completed", "incomplete")
+
+
+def test_token_counting_upstream_never_sees_the_grammar_key():
+    from rejoinder.backends.openai_compat import upstream_tools
+
+    tools = [_tool("edit", "regex", CODE), PLAIN]
+    assert GRAMMAR_KEY not in json.dumps(upstream_tools(tools)) and upstream_tools(tools)[1] == PLAIN

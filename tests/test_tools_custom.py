@@ -120,7 +120,8 @@ def test_namespaced_tools_come_back_under_their_own_names(server, upstream: Fake
 
 
 def test_custom_tools_and_namespaces_refuse_duplicates(server):
-    for tools, param in (([FREEFORM, FREEFORM], "tools[1].name"),
+    same_as_function = {"type": "function", "name": FREEFORM["name"], "parameters": {"type": "object"}}
+    for tools, param in (([FREEFORM, FREEFORM], "tools[1].name"), ([same_as_function, FREEFORM], "tools[1].name"),
                          ([{**NAMESPACE, "tools": NAMESPACE["tools"] * 2}], "tools[0].tools[1].name")):
         r = httpx.post(server.url + "/v1/responses", json={"model": MODEL, "input": "x", "tools": tools}, timeout=30)
         assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text

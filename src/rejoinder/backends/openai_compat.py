@@ -180,13 +180,18 @@ def _env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+def upstream_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat tools as a server upstream reads them: a custom tool's grammar (for the embedded model) stays here."""
+    return [{**t, "function": {k: v for k, v in t["function"].items() if k != GRAMMAR_KEY}}
+            if GRAMMAR_KEY in (t.get("function") or {}) else t for t in tools]
+
+
 def _sent(body: dict[str, Any]) -> dict[str, Any]:
-    """The body as it goes upstream: a custom tool's grammar (for the embedded model) stays here."""
+    """The body as it goes upstream."""
     tools = body.get("tools")
     if not tools or not any(GRAMMAR_KEY in (t.get("function") or {}) for t in tools):
         return body
-    return {**body, "tools": [{**t, "function": {k: v for k, v in t["function"].items() if k != GRAMMAR_KEY}}
-                              if GRAMMAR_KEY in (t.get("function") or {}) else t for t in tools]}
+    return {**body, "tools": upstream_tools(tools)}
 
 
 class OpenAICompatBackend:

@@ -25,6 +25,7 @@ import orjson
 
 from rejoinder.backends.base import ModelRoute
 from rejoinder.backends.context_window import Discovered, context_window
+from rejoinder.backends.openai_compat import upstream_tools
 
 PER_MESSAGE = 8  # a template's role markers and separators, per message
 BASE = 256  # a template's fixed text (default system prompts, tool-use instructions)
@@ -96,7 +97,7 @@ class VLLMCounter:
         ask: dict[str, Any] = {"model": body.get("model"), "messages": body.get("messages") or [],
                                "add_generation_prompt": True}
         if body.get("tools"):
-            ask["tools"] = body["tools"]
+            ask["tools"] = upstream_tools(body["tools"])
         answer = await self.http.request_json("POST", self.http.base_url.removesuffix("/v1") + "/tokenize", ask)
         if isinstance(answer, dict) and isinstance(answer.get("count"), int):
             return TokenCount(answer["count"], exact=True)
@@ -113,7 +114,7 @@ class LlamaCppCounter:
         root = self.http.base_url.removesuffix("/v1")
         ask: dict[str, Any] = {"messages": body.get("messages") or []}
         if body.get("tools"):
-            ask["tools"] = body["tools"]
+            ask["tools"] = upstream_tools(body["tools"])
         prompt = await self.http.request_json("POST", root + "/apply-template", ask)
         if isinstance(prompt, dict) and isinstance(prompt.get("prompt"), str):
             tokens = await self.http.request_json("POST", root + "/tokenize",

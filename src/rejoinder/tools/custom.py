@@ -154,8 +154,9 @@ class CustomGroup(ToolGroup):
         self.attempts = Attempts()
         self.tools: dict[str, CustomOffer] = {}
         for param, tool in declarations:
-            if tool["name"] in self.tools:
-                raise InvalidRequest(f"Duplicate custom tool name '{tool['name']}'.", param=f"{param}.name")
+            if tool["name"] in self.tools or tool["name"] in names.taken:
+                raise InvalidRequest(f"Duplicate tool name '{tool['name']}': another tool of this request has it.",
+                                     param=f"{param}.name")
             grammar = check_declaration(tool, param)
             self.tools[tool["name"]] = CustomOffer(names.claim(tool["name"]), tool, None, self.attempts, grammar)
 
