@@ -149,3 +149,27 @@ def test_thirty_turn_agent_stays_inside_the_window(make_server: Any, upstream: F
     assert response.status == "completed"
     assert compactions >= 5
     assert max(tokens(r) for r in upstream.requests) <= window
+
+
+def test_input_tokens_counts_the_summary_not_what_it_covers(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    long = [*HISTORY[:1], {"type": "message", "role": "assistant", "content": "long detail " * 400}, *HISTORY[2:]]
+    upstream.queue(text("short summary"))
+    compacted = client.responses.compact(model=MODEL, input=long)  # type: ignore[arg-type]
+    whole = client.responses.input_tokens.count(model=MODEL, input=long)  # type: ignore[arg-type]
+    summed = client.responses.input_tokens.count(
+        model=MODEL, input=[i.model_dump(exclude_none=True) for i in compacted.output])  # type: ignore[misc]
+    assert summed.input_tokens < whole.input_tokens / 5
+
+
+def test_store_false_socket_chain_continues_compacted(server: Any, upstream: FakeUpstream) -> None:
+    from tests.test_websocket import create, open_socket
+
+    upstream.queue(text("OLD-ANSWER"), text("SUMMARY-WS"), text("compacted answer"), text("last"))
+    with open_socket(server) as ws:
+        first = check_stream(create(ws, store=False, input="start"))
+        second = check_stream(create(ws, store=False, previous_response_id=first.id,
+                                     input=[{"role": "user", "content": "more"}, {"type": "compaction_trigger"}]))
+        assert [i.type for i in second.output] == ["compaction", "message"]
+        check_stream(create(ws, store=False, previous_response_id=second.id, input="and?"))
+    sent = json.dumps(upstream.requests[-1]["messages"])
+    assert "SUMMARY-WS" in sent and "OLD-ANSWER" not in sent

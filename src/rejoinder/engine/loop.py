@@ -162,6 +162,8 @@ class ResponseRun:
             return
         compactor = self.plan.compactor
         if compactor is not None and await compactor.due(self.plan):
+            if self._hold is not None:  # the head (created, in_progress) is numbered first
+                await self._hold.wait()
             async for batch in compactor.events(self.state, self.plan):
                 yield batch
         async for batch in self.policy.run_resumed():
