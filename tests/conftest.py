@@ -45,6 +45,38 @@ def storage_url(tmp_path: Path) -> str:
     return configured or f"sqlite:///{tmp_path / 'rejoinder.db'}"
 
 
+_sqlite_template: list[Path] = []  # one migrated SQLite file per session, copied for each server
+
+
+def migrated_sqlite(tmp: Path) -> str:
+    """A migrated SQLite database in ``tmp``: a copy of one migrated once (migrating a new file is
+    most of a test server's start)."""
+    import shutil
+
+    from rejoinder.store.db import Database
+    from rejoinder.store.migrations import migrate
+
+    if not _sqlite_template:
+        import tempfile
+
+        template = Path(tempfile.mkdtemp(prefix="rejoinder-template-")) / "rejoinder.db"
+
+        async def build() -> None:
+            db = Database(f"sqlite:///{template}")
+            try:
+                await migrate(db)
+            finally:
+                await db.dispose()
+
+        postgres._run(build())
+        _sqlite_template.append(template)
+    target = tmp / "rejoinder.db"
+    for suffix in ("", "-wal"):  # the log too, should closing have left one
+        if Path(f"{_sqlite_template[0]}{suffix}").exists():
+            shutil.copyfile(f"{_sqlite_template[0]}{suffix}", f"{target}{suffix}")
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture
 def pg_url() -> str:
     """A fresh PostgreSQL database, whatever the suite's storage; skipped if PostgreSQL is not
@@ -76,8 +108,10 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
         elif (os.environ.get("REJOINDER_TEST_STORAGE_URL") or "").startswith("postgres"):
             url = postgres.reusable_database()
             reused.append(url)
-        else:
+        elif os.environ.get("REJOINDER_TEST_STORAGE_URL"):
             url = storage_url(tmp)
+        else:
+            url = migrated_sqlite(tmp)
         defaults: dict[str, Any] = {
             "data_dir": tmp,
             "storage_url": url,
