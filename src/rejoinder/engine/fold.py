@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import aclosing
 from typing import Protocol
 
-from rejoinder.engine.events import TERMINAL_EVENT_TYPES
+from rejoinder.engine.events import TERMINAL_EVENT_TYPES, Event
 from rejoinder.engine.loop import ResponseRun
 
 
@@ -28,6 +28,7 @@ async def fold(run: ResponseRun, reply: Reply) -> None:
     it. The body is the terminal event's own JSON, byte for byte, sent as soon as that event exists
     (it is made after the commit); the run's clean-up follows it instead of delaying it."""
     run.head_waits = True
+    run.sink = _ignore  # only the head and the terminal event matter here: the rest is not handed on
     started = replied = False
     async with aclosing(run.events()) as events:
         async for batch in events:
@@ -40,3 +41,7 @@ async def fold(run: ResponseRun, reply: Reply) -> None:
                 replied = True
     if not replied:  # ``events()`` ends with a terminal event or raises: this is a bug, not bad input
         raise RuntimeError(f"response {run.plan.response_id} ended without a terminal event")
+
+
+def _ignore(batch: list[Event]) -> None:
+    return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from rejoinder.engine import chunks as C
@@ -71,6 +71,10 @@ class ResponseRun:
         self._accepted = Acceptance()  # the backend accepted the first step's request
         self.head_waits = False  # the head waits for that (a non-streamed reply: see _until_accepted)
         self._refusal: APIError | None = None
+        # Where the work's batches go instead of through ``events()``, for a driver that would only
+        # forward them (SSE's queue) or drop them (the folded reply): a task switch less per batch.
+        # ``events()`` then yields the head, the closing batch and the terminal event.
+        self.sink: Callable[[list[Event]], None] | None = None
 
     # -- the event stream ------------------------------------------------------------------
 
@@ -142,9 +146,10 @@ class ResponseRun:
 
     async def _drive(self, queue: asyncio.Queue[Any]) -> None:
         """Run the work in this task, from its first step to its end, handing its batches on."""
+        push = self.sink or queue.put_nowait
         try:
             async for batch in self._work():
-                queue.put_nowait(batch)
+                push(batch)
         finally:
             queue.put_nowait(_END)
 

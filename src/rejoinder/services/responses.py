@@ -126,6 +126,12 @@ class ResponsesService:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         listening = True
 
+        def forward(batch: list[Event]) -> None:
+            if listening:
+                queue.put_nowait(batch)
+
+        run.sink = forward  # the work's batches straight to the client's queue
+
         async def drive() -> None:
             try:
                 async for batch in run.events():
