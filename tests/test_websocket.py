@@ -262,15 +262,14 @@ def test_idle_socket_is_closed(make_server):
 
 
 def test_codex_0171_socket_turn_as_captured(server, upstream):
-    """Codex's own two events (fixtures/codex_websocket_turn.json): a warm-up, then the turn naming
-    it. Tool types the server does not serve yet (issue 18's) are left out of the replay."""
+    """Codex's own two events (fixtures/codex_websocket_turn.json), as sent (its custom apply_patch,
+    tool_search and web_search tools too): a warm-up, then the turn naming it."""
     from pathlib import Path
 
     captured = json.loads((Path(__file__).parent / "fixtures" / "codex_websocket_turn.json").read_text())["events"]
     upstream.queue(text("Hi!"))
     with open_socket(server, CODEX_BETA) as ws:
-        warm_up, turn = ({**e, "model": MODEL, "tools": [t for t in e["tools"] if t["type"] == "function"]}
-                         for e in captured)
+        warm_up, turn = ({**e, "model": MODEL} for e in captured)
         assert warm_up["generate"] is False and turn["previous_response_id"]
         ws.send(json.dumps(warm_up))
         first = until_terminal(ws)
