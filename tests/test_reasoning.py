@@ -156,3 +156,19 @@ def test_tool_call_turns_keep_working_without_reasoning(server: Any, upstream: A
     reply = _post(server.url, {"input": "Rome?", "include": ["reasoning.encrypted_content"],
                                "tools": [{"type": "function", "name": "weather"}]}).json()
     assert [o["type"] for o in reply["output"]] == ["function_call"]
+
+
+def test_a_conversation_gives_sealed_reasoning_back(server: Any, upstream: Any) -> None:
+    """A reasoning item added to a conversation with only its blob is opened from the history."""
+    first = _round_one(server.url, upstream)
+    reasoning, call = first["output"]
+    conv = httpx.post(server.url + "/v1/conversations", timeout=30, json={"items": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "reasoning", "id": reasoning["id"], "summary": [],
+         "encrypted_content": reasoning["encrypted_content"]}, call]}).json()
+    upstream.queue(text("Sunny."))
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "sun"}
+    reply = _post(server.url, {"conversation": conv["id"], "tools": [{"type": "function", "name": "weather"}],
+                               "input": [output]})
+    assert reply.status_code == 200, reply.text
+    assert upstream.requests[-1]["messages"][1]["reasoning_content"] == "I need the weather first."
