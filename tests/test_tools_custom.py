@@ -87,6 +87,7 @@ def test_a_call_that_breaks_the_grammar_never_reaches_the_client(server, upstrea
     assert json.loads(retry[-2]["tool_calls"][0]["function"]["arguments"]) == {"input": BAD_PATCH}
     assert retry[-1]["role"] == "tool" and "line 2, column 7" in retry[-1]["content"]
     assert BAD_PATCH not in json.dumps(response["_events"])  # nothing of the refused call was streamed
+    assert upstream.requests[1]["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
     assert "x-rejoinder-grammar" not in json.dumps(upstream.requests)
 
 
@@ -125,3 +126,25 @@ def test_custom_tools_and_namespaces_refuse_duplicates(server):
                          ([{**NAMESPACE, "tools": NAMESPACE["tools"] * 2}], "tools[0].tools[1].name")):
         r = httpx.post(server.url + "/v1/responses", json={"model": MODEL, "input": "x", "tools": tools}, timeout=30)
         assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+def test_a_server_with_grammar_decoding_writes_the_input_under_the_grammar(make_server, upstream):
+    """custom_grammar: structured_outputs (vLLM): the retry of a call that broke the grammar asks for
+    the input itself, under the grammar, and the answer becomes the call."""
+    models = {MODEL: {"base_url": upstream.url + "/v1", "custom_grammar": "structured_outputs"}}
+    server = make_server(models=models)
+    upstream.queue(calls(("apply_patch", {"input": BAD_PATCH})), text(PATCH))
+    response = _create(server, {"input": "add a file", "tools": [APPLY_PATCH]})
+    [item] = response["output"]
+    assert (item["type"], item["input"]) == ("custom_tool_call", PATCH)
+    first, second = upstream.requests
+    assert "structured_outputs" not in first and first["tools"]
+    assert second["structured_outputs"] == {"grammar": APPLY_PATCH["format"]["definition"]}
+    assert "tools" not in second and "tool_choice" not in second
+    assert second["messages"][-1]["role"] == "user" and "apply_patch" in second["messages"][-1]["content"]
+    # a client's forced choice goes to the grammar at once
+    upstream.reset()
+    upstream.queue(text(PATCH))
+    forced = _create(server, {"input": "add", "tools": [APPLY_PATCH],
+                              "tool_choice": {"type": "custom", "name": "apply_patch"}})
+    assert forced["output"][0]["input"] == PATCH and len(upstream.requests) == 1

@@ -31,6 +31,10 @@ class BackendConfig(BaseModel):
     cache_hints: bool = Field(default=True, description="pass prompt_cache_key and prompt_cache_retention on; "
                               "off for a backend that refuses parameters it does not know")
     context_window: int | None = Field(default=None, ge=1, description="tokens; None: asked of the server")
+    custom_grammar: Literal["check", "structured_outputs", "guided_grammar"] = Field(
+        default="check", description="a forced custom tool with a grammar: its input asked for under the grammar "
+        "with vLLM's structured_outputs (guided_grammar before vLLM 0.10), or (check) every call checked and "
+        "retried")
     verbosity: Literal["instruction", "param", "off"] = Field(
         default="instruction", description="text.verbosity low/high: a line of the system message asking for "
         "a short or a thorough answer (instruction), chat completions' verbosity parameter for servers that take "

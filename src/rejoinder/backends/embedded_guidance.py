@@ -20,7 +20,7 @@ import llguidance
 import numpy as np
 from llguidance.numpy import allocate_token_bitmask, apply_token_bitmask_inplace, fill_next_token_bitmask
 
-from rejoinder.tools.grammar import GRAMMAR_KEY
+from rejoinder.tools.grammar import GRAMMAR_KEY, lark_of
 
 # Free text, told apart from a JSON call ("{") and a custom call ("<") by its first character.
 _TEXT = r"/[^{<\s][\s\S]*/"
@@ -35,12 +35,6 @@ def opener(name: str) -> str:
     return f"<{name}>\n"
 
 
-def _sub_grammar(spec: dict[str, str]) -> str:
-    if spec["syntax"] == "regex":
-        return "start: /" + llguidance.regex_to_lark(spec["definition"]) + "/\n"  # it escapes "/" itself
-    return spec["definition"]
-
-
 def guidance_grammar(json_tools_schema: dict[str, Any] | None, customs: list[dict[str, Any]], must_call: bool,
                      answer_schema: dict[str, Any] | None) -> str:
     """llguidance's grammar for one generation: a JSON call, a custom call or (unless a call is
@@ -53,7 +47,8 @@ def guidance_grammar(json_tools_schema: dict[str, Any] | None, customs: list[dic
         fn = tool["function"]
         branches.append(f"custom_{i}")
         rules.append(f"custom_{i}: {json.dumps(opener(fn['name']))} @g{i}")
-        grammars.append({"name": f"g{i}", "lark_grammar": _sub_grammar(fn[GRAMMAR_KEY])})
+        spec = fn[GRAMMAR_KEY]
+        grammars.append({"name": f"g{i}", "lark_grammar": lark_of(spec["syntax"], spec["definition"])})
     if not must_call:
         if answer_schema is not None:
             branches.append("answer")

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from rejoinder.backends.base import Admission, ChatBackend, ModelRoute
+from rejoinder.backends.grammar_outputs import GrammarOutputs
 from rejoinder.backends.openai_compat import OpenAICompatBackend
 from rejoinder.backends.recorder import RecordingBackend
 from rejoinder.config import Settings
@@ -39,6 +40,8 @@ class ModelRegistry:
             if rec.mode != "live":
                 url = cfg.base_url.rstrip("/") + "/chat/completions"
                 backend = RecordingBackend(backend, rec.mode, rec.dir, url=url)
+            if cfg.custom_grammar != "check":
+                backend = GrammarOutputs(backend, cfg.custom_grammar)
             routes[name] = ModelRoute(
                 name=name, backend=backend, upstream_model=cfg.model or name, max_tokens_param=cfg.max_tokens_param,
                 owned_by="rejoinder", cache_hints=cfg.cache_hints, context_window=cfg.context_window,

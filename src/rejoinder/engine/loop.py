@@ -66,6 +66,7 @@ class ResponseRun:
         self.policy = ToolPolicy(plan.toolset, plan.params, self.env)
         self._step: StepReader | None = None  # the step being read
         self._retry: list[dict[str, Any]] = []  # chat messages for the next step only (a refused call)
+        self._retry_choice: dict[str, Any] | None = None  # and that step's forced tool
         self.cancel_requested = False  # set before cancelling the task that drives events()
         self._hold: asyncio.Event | None = None  # set once the start row is written (see events())
         self._accepted = Acceptance()  # the backend accepted the first step's request
@@ -191,6 +192,7 @@ class ResponseRun:
                 return
             # calls refused before they reached the client (ModelCall.retry_messages), for the next step only
             self._retry = [m for c in turn.calls for m in c.retry_messages()]
+            self._retry_choice = next((r for c in turn.calls if (r := c.retry_choice()) is not None), None)
             to_run = [c for c in turn.calls if c.on_server]
             if to_run:
                 async for batch in self.policy.run(to_run):
@@ -208,6 +210,8 @@ class ResponseRun:
                                   plan.toolset.item_types, plan.unsealed,
                                   (plan.params.get("reasoning") or {}).get("context")) + self._retry
         tools, choice = self.policy.offered()
+        if self._retry_choice is not None and tools:
+            choice = self._retry_choice
         step = self._step = StepReader(self.state, self.policy, plan.response_id, turn,
                                        reasoning_output(plan.params, plan.sealing, plan.tenant))
         think = plan.route.think_tags

@@ -77,6 +77,9 @@ class CheckedCall(ModelCall):
                  "content": f"Error: this call of {self.name} was not made: {self.problem} Call {self.name} "
                             "again with corrected arguments."}]
 
+    def retry_choice(self) -> dict[str, Any] | None:
+        return {"type": "function", "function": {"name": self.name}} if self.problem is not None else None
+
     async def run(self) -> AsyncIterator[list[Event]]:
         """Nothing to run: the next step retries. Out of attempts, the response fails."""
         if self.exhausted:

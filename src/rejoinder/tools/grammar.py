@@ -79,6 +79,13 @@ def compile_grammar(syntax: Syntax, definition: str) -> ToolGrammar:
     return ToolGrammar(syntax, definition, serialized)
 
 
+def lark_of(syntax: str, definition: str) -> str:
+    """The grammar as Lark (a regex becomes the one terminal of ``start``)."""
+    if syntax == "regex":
+        return "start: /" + llguidance.regex_to_lark(definition) + "/\n"  # it escapes "/" itself
+    return definition
+
+
 def grammar_of(tool: dict[str, object]) -> ToolGrammar | None:
     """The grammar a custom tool declares (None: free text, or ``format: {type: text}``)."""
     fmt = tool.get("format")

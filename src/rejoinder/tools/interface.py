@@ -119,6 +119,10 @@ class ModelCall:
         client, and why (tools/checked_call.py), so the model can make it again."""
         return []
 
+    def retry_choice(self) -> dict[str, Any] | None:
+        """The backend ``tool_choice`` of that next step: the refused call's tool, forced."""
+        return None
+
     def done(self) -> list[Event]:
         """The arguments are complete (the model moved on, or the step ended)."""
         return []
