@@ -95,7 +95,7 @@ def test_results_are_hidden_without_include_and_markers_keep_their_numbers_next_
     assert [(a.filename, a.index) for a in part.annotations] == [("toaster.md", 21), ("kettle.pdf", 29)]
     replayed = upstream.requests[-1]["messages"]
     tools = [m["content"] for m in replayed if m["role"] == "tool"]
-    assert tools[0].startswith('Results for "kettle warranty"') and "[1] kettle.pdf" in tools[0]
+    assert 'Results for "kettle warranty"' in tools[0] and tools[0].startswith("[1] kettle.pdf")
     assert "[2] toaster.md" in tools[1]
 
 
@@ -162,3 +162,25 @@ def test_tool_choice_file_search_forces_the_search(store: Any, upstream: Any) ->
                            tool_choice={"type": "file_search"})
     assert upstream.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "file_search"}}
     assert json.dumps(upstream.requests[0]["tools"][0]["function"]["name"]) == '"file_search"'
+
+
+def test_the_readme_flow_gives_a_cited_answer_with_the_embedded_defaults(make_vs_server: Any) -> None:
+    """README "From upload to a cited answer": the embedded SmolLM2 and MiniLM, nothing configured."""
+    alice = client(make_vs_server(embedded={"enabled": "on"}))
+    manual = alice.files.create(file=("kettle-manual.md", b"# Acme kettle\n\nEvery Acme kettle has a warranty of "
+                                      b"three years from the date of purchase.\n\nDescale the kettle once a month."),
+                                purpose="assistants")
+    store = alice.vector_stores.create(name="manuals", file_ids=[manual.id])
+    wait_for(lambda: alice.vector_stores.retrieve(store.id).file_counts.completed == 1, what="ingestion")
+    response = alice.responses.create(
+        model="smollm2-135m-instruct", input="How many years of warranty does the Acme kettle have?",
+        tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 2}],
+        tool_choice="required", temperature=0)
+    assert response.status == "completed"
+    call, message = response.output
+    assert call.type == "file_search_call" and call.status == "completed"
+    part = message.content[0]
+    assert "[" not in part.text and "three years" in part.text
+    (note,) = part.annotations
+    assert (note.type, note.file_id, note.filename) == ("file_citation", manual.id, "kettle-manual.md")
+    assert 0 < note.index <= len(part.text)

@@ -153,11 +153,11 @@ def citable(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def cited_text_grammar(numbers: list[str]) -> str:
-    """Free text that cites one of ``numbers`` as `` [n]`` before it may end: the small model reads
-    search results well but never copies their markers unless the grammar asks for one. Which
-    result it cites stays its choice."""
+    """One sentence that ends citing one of ``numbers`` (`` [n]``): the small model reads search
+    results well but never copies their markers unless the grammar asks for one, and past its
+    first sentence it repeats itself. Which result it cites stays its choice."""
     choices = " | ".join(f'"{n}"' for n in numbers)
-    return f'root ::= [^{{ \\t\\r\\n\\[] [^\\[\\x00]* " [" ({choices}) "]" [^\\x00]*\n'
+    return (f'root ::= [^{{ \\t\\r\\n\\[.!?] [^\\[\\x00.!?]{{0,400}} [.!?]? " [" ({choices}) "]"\n')
 
 
 def _guided_plan(tools: list[dict[str, Any]], must_call: bool, fmt: dict[str, Any] | None) -> DecodePlan:
@@ -174,7 +174,7 @@ def plan_decoding(body: dict[str, Any], cache: GrammarCache) -> DecodePlan:
     tools, must_call = _offered(body.get("tools") or [], body.get("tool_choice"))
     fmt = format_schema(body.get("response_format"))
     numbers = citable(body.get("messages") or []) if fmt is None else []
-    if numbers:  # an answer to search results: text that cites them (no second search)
+    if numbers:  # an answer to search results: a sentence that cites them (no second search)
         return DecodePlan("text", cache.grammar(cited_text_grammar(numbers)))
     names = tuple(_function(t)["name"] for t in tools)
     if grammar_tools(tools):

@@ -53,6 +53,8 @@ RESULT_CHARS = 8000  # what one call's results may take of the model's context, 
 DEFAULT_MAX_RESULTS = 10
 MAX_STORES = 2  # OpenAI's limit for the file_search tool
 
+# A bound the schema states: a small model under a grammar otherwise writes one endless query.
+MAX_MODEL_QUERY = 100
 FUNCTION = {
     "type": "function",
     "function": {
@@ -61,7 +63,8 @@ FUNCTION = {
                        "Cite what you use with the result's marker, like [1].",
         "parameters": {
             "type": "object",
-            "properties": {"query": {"type": "string", "description": "What to look for in the files."}},
+            "properties": {"query": {"type": "string", "maxLength": MAX_MODEL_QUERY,
+                                     "description": "A few words to look for in the files."}},
             "required": ["query"],
         },
     },

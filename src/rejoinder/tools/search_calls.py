@@ -74,6 +74,6 @@ def results_text(header: str, lines: list[tuple[int, str, str]], budget_chars: i
     """Results as the model reads them: ``[n] label: text [n]``, the marker repeated after the text
     (a model that copies a sentence copies its marker with it), within ``budget_chars``."""
     share = max(200, budget_chars // max(len(lines), 1))
-    return "\n".join([f"{header} Cite a result by writing its marker, like [{lines[0][0]}], after the sentence "
-                      "that uses it.",
-                      *(f"[{n}] {label}: {shorten(text, share)} [{n}]" for n, label, text in lines)])
+    return "\n".join([*(f"[{n}] {label}: {shorten(text, share)} [{n}]" for n, label, text in lines),
+                      f"({header} Cite a result by writing its marker, like [{lines[0][0]}], after the sentence "
+                      "that uses it.)"])

@@ -60,6 +60,8 @@ PAGES_FOR_SIZE = {"low": 0, "medium": 1, "high": 3}
 PAGE_CHARS = 2000
 MAX_QUERY_CHARS = 1000
 
+# A bound the schema states: a small model under a grammar otherwise writes one endless query.
+MAX_MODEL_QUERY = 100
 FUNCTION = {
     "type": "function",
     "function": {
@@ -68,7 +70,8 @@ FUNCTION = {
                        "marker, like [1].",
         "parameters": {
             "type": "object",
-            "properties": {"query": {"type": "string", "description": "What to search the web for."}},
+            "properties": {"query": {"type": "string", "maxLength": MAX_MODEL_QUERY,
+                                     "description": "A few words to search the web for."}},
             "required": ["query"],
         },
     },
