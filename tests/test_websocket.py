@@ -370,3 +370,14 @@ def test_steer_refused(server, steer, code):
             ResponseSteerFailedEvent.model_validate(failed)
         assert failed["error"]["type"] == "invalid_request_error"
         assert check_stream(create(ws, input="still usable")).status == "completed"
+
+
+def test_conversation_over_the_socket(server, upstream, client):
+    conversation = client.conversations.create()
+    upstream.queue(text("Noted."), text("It is 7."))
+    with open_socket(server) as ws:
+        check_stream(create(ws, input="The number is 7.", conversation=conversation.id))
+        check_stream(create(ws, input="What number?", conversation=conversation.id))
+    assert [m["content"] for m in upstream.requests[-1]["messages"]] == ["The number is 7.", "Noted.", "What number?"]
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    assert [i.type for i in items] == ["message"] * 4
