@@ -148,3 +148,20 @@ def test_a_server_with_grammar_decoding_writes_the_input_under_the_grammar(make_
     forced = _create(server, {"input": "add", "tools": [APPLY_PATCH],
                               "tool_choice": {"type": "custom", "name": "apply_patch"}})
     assert forced["output"][0]["input"] == PATCH and len(upstream.requests) == 1
+
+
+def test_namespaced_custom_calls_replay_in_a_conversation(server, upstream):
+    db = {"type": "namespace", "name": "db", "description": "The database.", "tools": [FREEFORM]}
+    conv = httpx.post(f"{server.url}/v1/conversations", json={}, timeout=30).json()["id"]
+    upstream.queue(calls(("db__run_sql", {"input": "SELECT 3"})), text("three"))
+    first = _create(server, {"conversation": conv, "input": "sql", "tools": [db]})
+    call = first["output"][0]
+    answer = {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "3"}
+    _create(server, {"conversation": conv, "input": [answer], "tools": [db]})
+    sent = upstream.requests[-1]["messages"]
+    assert sent[-2]["tool_calls"][0]["function"] == {"name": "db__run_sql",
+                                                     "arguments": json.dumps({"input": "SELECT 3"})}
+    assert sent[-1] == {"role": "tool", "tool_call_id": call["call_id"], "content": "3"}
+    items = httpx.get(f"{server.url}/v1/conversations/{conv}/items?order=asc", timeout=30).json()["data"]
+    assert [i["type"] for i in items] == ["message", "custom_tool_call", "custom_tool_call_output", "message"]
+    assert (items[1]["namespace"], items[1]["name"], items[1]["input"]) == ("db", "run_sql", "SELECT 3")
