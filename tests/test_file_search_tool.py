@@ -184,3 +184,19 @@ def test_the_readme_flow_gives_a_cited_answer_with_the_embedded_defaults(make_vs
     (note,) = part.annotations
     assert (note.type, note.file_id, note.filename) == ("file_citation", manual.id, "kettle-manual.md")
     assert 0 < note.index <= len(part.text)
+
+
+def test_another_principals_store_is_a_404_over_websocket_and_in_background(store: Any, vs_server: Any,
+                                                                          upstream: Any) -> None:
+    from tests.test_websocket import open_socket, recv, send
+
+    _, store_id, _ = store
+    with open_socket(vs_server, {"Authorization": "Bearer key-bob"}) as ws:
+        send(ws, type="response.create", model=MODEL, input="warranty?", tools=[_tool(store_id)])
+        error = recv(ws)
+        assert error["type"] == "error" and error["status"] == 404, error
+        assert store_id in error["error"]["message"]
+    bob = client(vs_server, "key-bob")
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model=MODEL, input="warranty?", tools=[_tool(store_id)], background=True)
+    assert upstream.requests == []
