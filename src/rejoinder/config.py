@@ -95,7 +95,7 @@ class WebSocketConfig(BaseModel):
                                    description="the largest client message (uvicorn's ws_max_size is 16 MB too)")
     max_queued_creates: int = Field(default=32, ge=1, description="response.create events waiting on one socket")
     max_lanes: int = Field(default=16, ge=1, description="stream_id lanes one socket may run at once")
-    idle_timeout: float = Field(default=900.0, gt=0, description="seconds without a message or a running response")
+    idle_timeout: float = Field(default=3600.0, gt=0, description="seconds without a message or a running response")
     send_buffer_bytes: int = Field(default=1024 * 1024, ge=4096,
                                    description="events held for a slow reader before the run waits for it")
     send_timeout: float = Field(default=60.0, gt=0, description="how long a full buffer may stay full: then closed")
