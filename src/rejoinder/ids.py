@@ -10,30 +10,9 @@ other 34 digits are random (136 bits), so an id stays unguessable.
 import secrets
 import time
 
-PREFIX_BY_ITEM_TYPE = {
-    "message": "msg",
-    "function_call": "fc",
-    "function_call_output": "fco",
-    "mcp_list_tools": "mcpl",
-    "mcp_call": "mcp",
-    "mcp_approval_request": "mcpr",
-    "mcp_approval_response": "mcpa",
-    "reasoning": "rs",
-    "web_search_call": "ws",
-    "file_search_call": "fs",
-    "compaction": "cmp",
-    "custom_tool_call": "ctc",
-    "custom_tool_call_output": "ctco",
-    "shell_call": "sh",
-    "shell_call_output": "sho",
-    "local_shell_call": "lsh",
-    "local_shell_call_output": "lsho",
-    "apply_patch_call": "apc",
-    "apply_patch_call_output": "apco",
-    "tool_search_call": "tsc",
-    "tool_search_output": "tso",
-    "additional_tools": "at",
-}
+# An item type's id prefix, from the item table (``ItemType.id_prefix``): filled in when the server's
+# ``ToolKinds`` is built (tools/registry.py).
+PREFIX_BY_ITEM_TYPE: dict[str, str] = {}
 
 
 def new_id(prefix: str, sep: str = "_") -> str:
@@ -43,4 +22,9 @@ def new_id(prefix: str, sep: str = "_") -> str:
 
 
 def new_item_id(item_type: str) -> str:
-    return new_id(PREFIX_BY_ITEM_TYPE.get(item_type, "item"))
+    prefix = PREFIX_BY_ITEM_TYPE.get(item_type)
+    if prefix is None:
+        import rejoinder.tools.registry  # noqa: F401  (builds the table, which fills PREFIX_BY_ITEM_TYPE)
+
+        prefix = PREFIX_BY_ITEM_TYPE.get(item_type, "item")
+    return new_id(prefix)

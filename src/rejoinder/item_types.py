@@ -12,9 +12,9 @@ output), the client's output for a call, or nothing (a listing, a reasoning item
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from rejoinder.errors import InvalidRequest
 
@@ -80,10 +80,39 @@ def no_replay(item: dict[str, Any], scope: ReplayScope) -> Replayed:
     return None
 
 
+InputUse = Literal["served", "not_available"]
+
+
 @dataclass(frozen=True)
 class ItemType:
-    """One item type: its ``type``, the prefix of the ids the server gives it, how it replays."""
+    """One row of the item table: an item type's ``type``, the prefix of the ids the server gives
+    it, how it replays, and how a client's item of this type is checked and completed.
+
+    ``param``: the SDK's param type it is checked against (None: checked by hand, a message).
+    ``required``: fields the SDK leaves optional without which the item cannot be paired or
+    replayed. ``defaults``: fields filled in when the client leaves them out (a ``status``).
+    ``input``: as a response's input, served or refused as not available on this server (a
+    conversation still stores such an item as given). ``in_conversations``: a conversation may
+    hold it (``item_reference`` is input only).
+    """
 
     type: str
-    id_prefix: str
+    id_prefix: str = ""  # "": the tool kind serving the type gives it (its row in tools/)
     replay: Replay = no_replay
+    param: Any = None
+    required: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    input: InputUse = "served"
+    in_conversations: bool = True
+
+
+def merge_rows(base: ItemType | None, row: ItemType) -> ItemType:
+    """A tool kind's row over the core row of the same type: the kind's prefix and replay, the
+    core's checks and defaults where the kind gives none; served (the kind runs it)."""
+    if base is None:
+        return row
+    return replace(base, id_prefix=row.id_prefix or base.id_prefix,
+                   replay=row.replay if row.replay is not no_replay else base.replay,
+                   param=row.param if row.param is not None else base.param,
+                   required=row.required or base.required, defaults=row.defaults or base.defaults,
+                   input="served")

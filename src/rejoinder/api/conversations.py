@@ -11,36 +11,24 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from openai.types import responses as R
 from openai.types.conversations.conversation_item import ConversationItem
-from openai.types.responses import response_input_item_param as P
 from openai.types.responses.response_includable import ResponseIncludable
 from openai.types.responses.response_input_item_param import ResponseInputItemParam
 from pydantic import TypeAdapter, ValidationError
 
 from rejoinder.api.errors import from_validation_error
-from rejoinder.api.items import ITEM_TYPES, item_type, normalize_item, validate_item
+from rejoinder.api.items import adapter_of, item_type, normalize_item, validate_item
 from rejoinder.api.known_keys import refuse_unknown_keys
 from rejoinder.api.metadata import validate_metadata
 from rejoinder.errors import InvalidRequest
-from rejoinder.ids import new_id, new_item_id
+from rejoinder.ids import new_item_id
+from rejoinder.item_types import ItemType
+from rejoinder.tools.registry import BUILTIN
 
 MAX_ITEMS = 20
 INCLUDABLE: frozenset[str] = frozenset(typing.get_args(ResponseIncludable))
 
 # Input item types the Responses engine has no special handling for: stored and listed as they are.
-_OTHER_TYPES: dict[str, tuple[TypeAdapter[Any], str]] = {
-    "computer_call": (TypeAdapter(R.ResponseComputerToolCallParam), "cu"),
-    "computer_call_output": (TypeAdapter(P.ComputerCallOutput), "cuo"),
-    "configuration_update": (TypeAdapter(R.ResponseConfigurationUpdateItemParamParam), "cfg"),
-    "compaction": (TypeAdapter(R.ResponseCompactionItemParamParam), "cmp"),
-    "image_generation_call": (TypeAdapter(P.ImageGenerationCall), "ig"),
-    "code_interpreter_call": (TypeAdapter(R.ResponseCodeInterpreterToolCallParam), "ci"),
-    "program": (TypeAdapter(P.Program), "prog"),
-    "program_output": (TypeAdapter(P.ProgramOutput), "progo"),
-}
-_ENGINE_TYPES = tuple(t for t in ITEM_TYPES if t != "item_reference")
-SUPPORTED_TYPES = (*_ENGINE_TYPES, *_OTHER_TYPES)
 _STORED = TypeAdapter(ConversationItem)
 # Types whose returned object requires a status that the input may omit.
 _NEEDS_STATUS = frozenset(
@@ -68,7 +56,7 @@ def _with_defaults(item: dict[str, Any], kind: str) -> dict[str, Any]:
     if kind in _NEEDS_STATUS and out.get("status") is None:
         out["status"] = "completed"
     if not out.get("id"):
-        out["id"] = new_id(_OTHER_TYPES[kind][1]) if kind in _OTHER_TYPES else new_item_id(kind)
+        out["id"] = new_item_id(kind)
     if kind == "message" and isinstance(out.get("content"), list):
         out["content"] = [{**p, "detail": "auto"} if isinstance(p, dict) and p.get("type") == "input_image"
                           and "detail" not in p else p for p in out["content"]]
@@ -83,23 +71,28 @@ def _stored_shape_error(exc: ValidationError, kind: str, param: str) -> InvalidR
                           param=param, code="invalid_value")
 
 
-def validate_conversation_item(item: Any, param: str) -> dict[str, Any]:
-    """One item as it will be stored and returned: validated, with an id and a status."""
+def validate_conversation_item(item: Any, param: str, table: dict[str, ItemType] | None = None) -> dict[str, Any]:
+    """One item as it will be stored and returned: validated by its row of the item table, with an
+    id and a status. A type the server serves is checked as a response's input is; one it does not
+    run is stored as given once the SDK's type accepts it."""
+    rows = table if table is not None else BUILTIN.item_types
     kind = item_type(item, param)
-    if kind in _ENGINE_TYPES:
-        out = normalize_item(validate_item(_with_defaults(item, kind), param))
-    elif isinstance(kind, str) and kind in _OTHER_TYPES:
+    row = rows.get(kind) if isinstance(kind, str) else None
+    if row is None or not row.in_conversations or (row.param is None and kind != "message"):
+        supported = [t for t, r in rows.items() if r.in_conversations and (r.param is not None or t == "message")]
+        raise InvalidRequest(
+            f"Invalid value: '{kind}'. Supported values are: {', '.join(repr(t) for t in supported)}.",
+            param=f"{param}.type", code="invalid_value",
+        )
+    if row.input == "served":
+        out = normalize_item(validate_item(_with_defaults(item, kind), param, rows), rows)
+    else:
         refuse_unknown_keys(item, ResponseInputItemParam, param)
         out = _with_defaults(item, kind)
         try:
-            _OTHER_TYPES[kind][0].validate_python(out)
+            adapter_of(row.param).validate_python(out)
         except ValidationError as exc:
             raise from_validation_error(exc, param) from exc
-    else:
-        raise InvalidRequest(
-            f"Invalid value: '{kind}'. Supported values are: {', '.join(repr(t) for t in SUPPORTED_TYPES)}.",
-            param=f"{param}.type", code="invalid_value",
-        )
     try:
         _STORED.validate_python(out)
     except ValidationError as exc:
@@ -107,7 +100,8 @@ def validate_conversation_item(item: Any, param: str) -> dict[str, Any]:
     return out
 
 
-def validate_items(value: Any, param: str = "items", required: bool = True) -> list[dict[str, Any]]:
+def validate_items(value: Any, param: str = "items", required: bool = True,
+                   table: dict[str, ItemType] | None = None) -> list[dict[str, Any]]:
     if value is None:
         if required:
             raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param,
@@ -122,7 +116,7 @@ def validate_items(value: Any, param: str = "items", required: bool = True) -> l
             f"but got an array with length {len(value)} instead.",
             param=param, code="array_above_max_length",
         )
-    items = [validate_conversation_item(item, f"{param}[{i}]") for i, item in enumerate(value)]
+    items = [validate_conversation_item(item, f"{param}[{i}]", table) for i, item in enumerate(value)]
     seen: set[str] = set()
     for i, item in enumerate(items):
         if item["id"] in seen:
@@ -132,11 +126,11 @@ def validate_items(value: Any, param: str = "items", required: bool = True) -> l
     return items
 
 
-def validate_create(body: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
+def validate_create(body: Any, table: dict[str, ItemType] | None = None) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """``POST /v1/conversations``: (metadata, items). An empty body is an empty conversation."""
     body = _object({} if body is None else body)
     _no_unknown(body, {"items", "metadata"})
-    return validate_metadata(body.get("metadata")), validate_items(body.get("items"), required=False)
+    return validate_metadata(body.get("metadata")), validate_items(body.get("items"), required=False, table=table)
 
 
 def validate_update(body: Any) -> dict[str, str]:
@@ -149,10 +143,10 @@ def validate_update(body: Any) -> dict[str, str]:
     return validate_metadata(body["metadata"])
 
 
-def validate_add_items(body: Any) -> list[dict[str, Any]]:
+def validate_add_items(body: Any, table: dict[str, ItemType] | None = None) -> list[dict[str, Any]]:
     body = _object(body)
     _no_unknown(body, {"items"})
-    return validate_items(body.get("items"))
+    return validate_items(body.get("items"), table=table)
 
 
 def validate_include(values: list[str] | None) -> None:

@@ -218,7 +218,7 @@ def validate_create(body: Any, tools: ToolKinds = BUILTIN) -> CreateResponse:
     validate_text_format(req.text)
     _compaction_trigger(req)
     if isinstance(req.input, list):
-        req.input = [validate_item(item, f"input[{i}]") for i, item in enumerate(req.input)]
+        req.input = [validate_item(item, f"input[{i}]", tools.item_types) for i, item in enumerate(req.input)]
     req.tools = validate_tools(req.tools, tools)
     if isinstance(req.tool_choice, str) and req.tool_choice not in ("auto", "none", "required"):
         raise InvalidRequest(

@@ -1,6 +1,7 @@
 """Validating and normalising items: the input of a response, and items added to a conversation.
 
-Each item type is checked against the ``openai`` SDK's own param type for it. Normalising gives
+Each item type is checked against the ``openai`` SDK's own param type for it, as its row of the
+one item table says (item_types.py; the server's ``ToolKinds.item_types``). Normalising gives
 every item the shape it has when the API returns it: an id of the right prefix (ids that came
 with an item are kept), a ``type``, and for messages a list of content parts and a status.
 """
@@ -9,20 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openai.types.responses import (
-    ResponseCompactionItemParamParam,
-    ResponseCustomToolCallOutputParam,
-    ResponseCustomToolCallParam,
-    ResponseFileSearchToolCallParam,
-    ResponseFunctionToolCallParam,
-    ResponseFunctionWebSearchParam,
-    ResponseInputFileParam,
-    ResponseInputImageParam,
-    ResponseInputTextParam,
-    ResponseReasoningItemParam,
-    ResponseToolSearchOutputItemParamParam,
-)
-from openai.types.responses import response_input_item_param as P
+from openai.types.responses import ResponseInputFileParam, ResponseInputImageParam, ResponseInputTextParam
 from openai.types.responses.response_input_item_param import ResponseInputItemParam
 from pydantic import TypeAdapter, ValidationError
 
@@ -30,32 +18,11 @@ from rejoinder.api.errors import from_validation_error
 from rejoinder.api.known_keys import refuse_unknown_keys
 from rejoinder.errors import InvalidRequest
 from rejoinder.ids import new_item_id
+from rejoinder.item_types import ItemType
+from rejoinder.tools.registry import BUILTIN
 
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    "function_call": TypeAdapter(ResponseFunctionToolCallParam),
-    "function_call_output": TypeAdapter(P.FunctionCallOutput),
-    "mcp_list_tools": TypeAdapter(P.McpListTools),
-    "compaction": TypeAdapter(ResponseCompactionItemParamParam),  # engine/compaction.py
-    "mcp_call": TypeAdapter(P.McpCall),
-    "mcp_approval_request": TypeAdapter(P.McpApprovalRequest),
-    "mcp_approval_response": TypeAdapter(P.McpApprovalResponse),
-    "reasoning": TypeAdapter(ResponseReasoningItemParam),
-    "web_search_call": TypeAdapter(ResponseFunctionWebSearchParam),
-    "file_search_call": TypeAdapter(ResponseFileSearchToolCallParam),
-    "item_reference": TypeAdapter(P.ItemReference),
-    # the client-executed tools' items (tools/custom.py, builtins.py, tool_search.py)
-    "custom_tool_call": TypeAdapter(ResponseCustomToolCallParam),
-    "custom_tool_call_output": TypeAdapter(ResponseCustomToolCallOutputParam),
-    "shell_call": TypeAdapter(P.ShellCall),
-    "shell_call_output": TypeAdapter(P.ShellCallOutput),
-    "local_shell_call": TypeAdapter(P.LocalShellCall),
-    "local_shell_call_output": TypeAdapter(P.LocalShellCallOutput),
-    "apply_patch_call": TypeAdapter(P.ApplyPatchCall),
-    "apply_patch_call_output": TypeAdapter(P.ApplyPatchCallOutput),
-    "tool_search_call": TypeAdapter(P.ToolSearchCall),
-    "tool_search_output": TypeAdapter(ResponseToolSearchOutputItemParamParam),
-    "additional_tools": TypeAdapter(P.AdditionalTools),
-}
+ItemTable = dict[str, ItemType]
+
 _TEXT_FIELD = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
 _PART_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "input_text": TypeAdapter(ResponseInputTextParam),
@@ -68,27 +35,29 @@ _PART_TYPES = {
     "developer": {"input_text", "input_image", "input_file"},
     "assistant": {"output_text", "refusal", "input_text"},
 }
-ITEM_TYPES = ("message", *_ADAPTERS)
-# Input item types the SDK defines whose tools or features this server does not run.
-NOT_AVAILABLE = ("computer_call", "computer_call_output", "image_generation_call", "code_interpreter_call",
-                 "program", "program_output", "configuration_update")
 MAX_ID_LENGTH = 120  # the length of the item id columns (store/schema.py)
-# Fields the SDK leaves optional but without which an item cannot be paired or replayed.
-_REQUIRED = {
-    "function_call": ("call_id", "name", "arguments"),
-    "function_call_output": ("call_id",),
-    "mcp_approval_response": ("approval_request_id", "approve"),
-    "item_reference": ("id",),
-    "custom_tool_call_output": ("call_id",),
-    "tool_search_output": ("call_id",),
-}
-# Items whose returned form has a status (and, for tool search, an execution) the input may leave out.
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    **{kind: {"status": "completed"} for kind in ("function_call", "function_call_output", "shell_call",
-                                                   "shell_call_output", "local_shell_call")},
-    "tool_search_call": {"status": "completed", "execution": "client"},
-    "tool_search_output": {"status": "completed", "execution": "client"},
-}
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}  # an SDK param type's adapter, made once
+
+
+def adapter_of(param_type: Any) -> TypeAdapter[Any]:
+    adapter = _ADAPTERS.get(param_type)
+    if adapter is None:
+        adapter = _ADAPTERS[param_type] = TypeAdapter(param_type)
+    return adapter
+
+
+def _table(table: ItemTable | None) -> ItemTable:
+    return table if table is not None else BUILTIN.item_types
+
+
+def served_types(table: ItemTable | None = None) -> tuple[str, ...]:
+    """The item types a response's input may hold."""
+    return tuple(t for t, row in _table(table).items() if row.input == "served")
+
+
+# The built-in table's uses, by name.
+ITEM_TYPES = served_types()
+NOT_AVAILABLE = tuple(t for t, row in BUILTIN.item_types.items() if row.input == "not_available")
 
 
 def check_id(value: Any, param: str) -> None:
@@ -156,20 +125,21 @@ def item_type(item: Any, param: str) -> Any:
     return "message" if kind is None and "role" in item else kind
 
 
-def _local_shell_output(item: dict[str, Any], param: str) -> dict[str, Any]:
+def _local_shell_output(item: dict[str, Any], param: str, table: ItemTable | None) -> dict[str, Any]:
     """The SDK's type names the call by ``id``; the Agents SDK sends ``call_id``: both are the call's id."""
     check_id(item["call_id"], f"{param}.call_id")
     rest = {k: v for k, v in item.items() if k != "call_id"}
     if rest.get("id") is None:
-        return validate_item({**rest, "id": item["call_id"]}, param)
-    return {**validate_item(rest, param), "call_id": item["call_id"]}
+        return validate_item({**rest, "id": item["call_id"]}, param, table)
+    return {**validate_item(rest, param, table), "call_id": item["call_id"]}
 
 
-def validate_item(item: Any, param: str) -> dict[str, Any]:
-    """Check one item; returns it with ``type`` filled in."""
+def validate_item(item: Any, param: str, table: ItemTable | None = None) -> dict[str, Any]:
+    """Check one input item against its row of the item table; returns it with ``type`` filled in."""
+    rows = _table(table)
     kind = item_type(item, param)
     if kind == "local_shell_call_output" and "call_id" in item:
-        return _local_shell_output(item, param)
+        return _local_shell_output(item, param, table)
     refuse_unknown_keys(item, ResponseInputItemParam, param)
     if item.get("id") is not None:  # a message's id goes unchecked below
         check_id(item["id"], f"{param}.id")
@@ -178,20 +148,20 @@ def validate_item(item: Any, param: str) -> dict[str, Any]:
         return {**item, "type": "message"}
     if kind == "reasoning" and item.get("id") is None:
         item = {**item, "id": new_item_id("reasoning")}  # Codex sends its reasoning items back without ids
-    adapter = _ADAPTERS.get(kind) if isinstance(kind, str) else None
-    if kind in NOT_AVAILABLE:
+    row = rows.get(kind) if isinstance(kind, str) else None
+    if row is not None and row.input == "not_available":
         raise InvalidRequest(f"Input item type '{kind}' is not available on this server.", param=f"{param}.type",
                              code="unsupported_value")
-    if adapter is None:
+    if row is None or row.param is None:
         raise InvalidRequest(
-            f"Invalid value: '{kind}'. Supported item types are: {', '.join(ITEM_TYPES)}.",
+            f"Invalid value: '{kind}'. Supported item types are: {', '.join(served_types(rows))}.",
             param=f"{param}.type", code="invalid_value",
         )
     try:
-        adapter.validate_python(item)
+        adapter_of(row.param).validate_python(item)
     except ValidationError as exc:
         raise from_validation_error(exc, param) from exc
-    for name in _REQUIRED.get(kind, ()):
+    for name in row.required:
         if item.get(name) is None:
             raise InvalidRequest(f"Missing required parameter: '{param}.{name}'.", param=f"{param}.{name}",
                                  code="missing_required_parameter")
@@ -211,16 +181,17 @@ def _parts(role: str, content: Any) -> list[dict[str, Any]]:
     return parts
 
 
-def normalize_item(item: dict[str, Any]) -> dict[str, Any]:
-    """The stored and returned shape of a validated item."""
+def normalize_item(item: dict[str, Any], table: ItemTable | None = None) -> dict[str, Any]:
+    """The stored and returned shape of a validated item: an id of its type's prefix, the fields
+    its row fills in (a status), a message's content as parts."""
     kind = item["type"]
+    row = _table(table).get(kind)
     out = dict(item)
     if not out.get("id"):
         out["id"] = new_item_id(kind)
     if kind == "message":
         out["content"] = _parts(out["role"], out.get("content", ""))
-        out.setdefault("status", "completed")
-    for key, value in _DEFAULTS.get(kind, {}).items():
+    for key, value in (row.defaults if row is not None else {}).items():
         if out.get(key) is None:
             out[key] = value
     return out

@@ -205,16 +205,9 @@ def _message(item: dict[str, Any]) -> dict[str, Any]:
     return {"role": "system" if role == "developer" else role, "content": _user_content(item.get("content", ""))}
 
 
-def _replay_message(item: dict[str, Any], scope: ReplayScope) -> Replayed:
+def replay_message(item: dict[str, Any], scope: ReplayScope) -> Replayed:
+    """A message item's place in the transcript: the chat message it is."""
     return ReplayMessage(_message(item))
-
-
-# The engine's own item types; each tool kind adds its own (tools/registry.py holds the table).
-CORE_ITEM_TYPES = (
-    ItemType("message", "msg", _replay_message),
-    ItemType("reasoning", "rs"),
-    ItemType("item_reference", "item"),
-)
 
 
 def build_messages(

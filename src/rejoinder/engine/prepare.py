@@ -20,6 +20,7 @@ from rejoinder.engine.events import new_response_id
 from rejoinder.engine.plan import RunPlan
 from rejoinder.engine.reasoning import unseal
 from rejoinder.errors import InvalidRequest, not_found
+from rejoinder.item_types import ItemType
 from rejoinder.request_context import RequestContext
 from rejoinder.store.conversations import ConversationStore
 from rejoinder.store.responses import ResponseStore
@@ -37,9 +38,10 @@ def conversation_id_of(req: CreateResponse) -> str | None:
     return conv if isinstance(conv, str) or conv is None else conv.id
 
 
-def _input_items(req: CreateResponse, known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _input_items(req: CreateResponse, known: dict[str, dict[str, Any]],
+                 table: dict[str, ItemType]) -> list[dict[str, Any]]:
     if isinstance(req.input, str):
-        return [normalize_item({"type": "message", "role": "user", "content": req.input})]
+        return [normalize_item({"type": "message", "role": "user", "content": req.input}, table)]
     items = []
     for i, item in enumerate(req.input):
         if item["type"] == "item_reference":
@@ -49,7 +51,7 @@ def _input_items(req: CreateResponse, known: dict[str, dict[str, Any]]) -> list[
                                      code="item_not_found")
             items.append(found)
         else:
-            items.append(normalize_item(item))
+            items.append(normalize_item(item, table))
     return items
 
 
@@ -165,7 +167,7 @@ async def prepare(
         history = items
 
     known = {item["id"]: item for item in history if item.get("id")}
-    input_items = _input_items(req, known)
+    input_items = _input_items(req, known, tools.item_types)
     sent = [] if isinstance(req.input, str) else list(req.input)
     unsealed = unseal(sealing, tenant, history, list(zip(range(len(sent)), sent, input_items, strict=False)))
     if conversation_id:

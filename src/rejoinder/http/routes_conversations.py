@@ -17,6 +17,7 @@ from rejoinder.http.body import json_body
 from rejoinder.http.gate import principal
 from rejoinder.http.query import metadata_filter
 from rejoinder.ids import new_id
+from rejoinder.item_types import ItemType
 from rejoinder.item_view import shown, shown_items
 from rejoinder.store.conversations import ConversationStore, conversation_not_found
 from rejoinder.store.pagination import Page
@@ -42,9 +43,14 @@ async def _optional_body(request: Request) -> Any:
     return await json_body(request) if await request.body() else None
 
 
+def _item_table(request: Request) -> dict[str, ItemType]:
+    """The server's table of item types (its tool kinds' rows included)."""
+    return request.app.state.services.responses.tools.item_types
+
+
 @router.post("/v1/conversations")
 async def create_conversation(request: Request, owner: Tenant = Depends(principal)) -> dict[str, Any]:
-    metadata, items = api.validate_create(await _optional_body(request))
+    metadata, items = api.validate_create(await _optional_body(request), _item_table(request))
     return await _store(request).create(new_id("conv"), owner, metadata, items)
 
 
@@ -94,7 +100,7 @@ async def add_items(
     owner: Tenant = Depends(principal),
     include: list[str] = Depends(include_param),
 ) -> dict[str, Any]:
-    items = api.validate_add_items(await json_body(request))
+    items = api.validate_add_items(await json_body(request), _item_table(request))
     await _store(request).add_items(conversation_id, owner, items)
     return Page(data=items, has_more=False).body()
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rejoinder.engine.context import CORE_ITEM_TYPES
-from rejoinder.item_types import ItemType
+from rejoinder import ids
+from rejoinder.api.item_table import CORE_ITEM_TYPES
+from rejoinder.item_types import ItemType, merge_rows
 from rejoinder.tools.builtins import ApplyPatchKind, LocalShellKind, ShellKind
 from rejoinder.tools.custom import CustomKind
 from rejoinder.tools.file_search import FileSearchKind
@@ -36,9 +37,14 @@ class ToolKinds:
         if fallback not in self.kinds:
             raise ValueError(f"the fallback tool kind {fallback!r} is not registered")
         self.fallback = fallback
+        # The one table of item types: the core rows, each kind's rows over them (item_types.py).
         self.item_types: dict[str, ItemType] = {t.type: t for t in CORE_ITEM_TYPES}
         for kind in self.kinds.values():
-            self.item_types.update({t.type: t for t in kind.item_types})
+            for row in kind.item_types:
+                self.item_types[row.type] = merge_rows(self.item_types.get(row.type), row)
+        for row in self.item_types.values():
+            if row.id_prefix:
+                ids.PREFIX_BY_ITEM_TYPE.setdefault(row.type, row.id_prefix)
 
     def with_kinds(self, *kinds: ToolKind) -> ToolKinds:
         """These kinds too (a kind of a type already served replaces it)."""
