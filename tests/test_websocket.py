@@ -381,3 +381,25 @@ def test_conversation_over_the_socket(server, upstream, client):
     assert [m["content"] for m in upstream.requests[-1]["messages"]] == ["The number is 7.", "Noted.", "What number?"]
     items = client.conversations.items.list(conversation.id, order="asc").data
     assert [i.type for i in items] == ["message"] * 4
+
+
+def test_async_sdk_client_pipelines_two_creates(server, upstream):
+    """The SDK's async connection: both creates sent at once, answered in order on one socket."""
+    import asyncio
+
+    upstream.queue(text("one"), text("two"))
+
+    async def run() -> list[str]:
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0)
+        async with client.responses.connect() as connection:
+            await connection.response.create(model=MODEL, input="first", store=False)
+            await connection.response.create(model=MODEL, input="second", store=False)
+            done: list[str] = []
+            async for event in connection:
+                if event.type == "response.completed":
+                    done.append(event.response.output_text)
+                    if len(done) == 2:
+                        return done
+        return []
+
+    assert asyncio.run(run()) == ["one", "two"]
