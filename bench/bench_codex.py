@@ -113,7 +113,9 @@ def main() -> None:
             print(out1[-2000:], out2[-2000:], sep="\n")
             raise SystemExit(1)
     else:
-        print("  the model's last words:", out1.strip().splitlines()[-1][:200] if out1.strip() else "(none)")
+        for name, out in (("first", out1), ("resumed", out2)):
+            tail = " | ".join(line for line in out.strip().splitlines()[-4:] if "bubblewrap" not in line)
+            print(f"  {name} turn ended: {tail[:400]}")
     shutil.rmtree(work, ignore_errors=True)
 
 
