@@ -27,6 +27,7 @@ POLL_SECONDS = 0.5  # how often a replica looks for files other replicas queued
 SWEEP_SECONDS = 60.0  # how often expired files are deleted
 EMBED_BATCH = 64  # chunks embedded between two checks that the job is still wanted
 RETRY_SECONDS = 5.0
+ANALYZE_AFTER = 500  # chunks ingested before PostgreSQL's statistics are refreshed (search reads them)
 
 
 class IngestWorker:
@@ -40,6 +41,7 @@ class IngestWorker:
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
+        self._unanalyzed = 0  # chunks this replica indexed since it last ran ANALYZE
 
     def wake(self) -> None:
         """Files were queued here: look now rather than at the next poll."""
@@ -128,3 +130,21 @@ class IngestWorker:
         if not await self.queue.complete(job, chunks, vectors, usage):
             log.info("ingestion of %s into %s was overtaken (detached or cancelled)", job.file_id,
                      job.vector_store_id)
+            return
+        await self._refresh_statistics(len(chunks))
+
+    async def _refresh_statistics(self, added: int) -> None:
+        """PostgreSQL's full-text ranking leaves out the words in over half of the chunks, found in
+        ANALYZE's statistics (vectors/search.py); autovacuum refreshes them late, and a store searched
+        before then ranked nearly every chunk (0.45 s instead of ~15 ms at 10,000 chunks). So this
+        replica analyzes the chunks after every ``ANALYZE_AFTER`` it indexed, and when it goes idle."""
+        self._unanalyzed += added
+        if not self.queue.db.is_postgres or not self._unanalyzed:
+            return
+        if self._unanalyzed < ANALYZE_AFTER and len(self.running) > 1:
+            return
+        self._unanalyzed = 0
+        try:
+            await self.queue.db.write(lambda conn: conn.exec_driver_sql("ANALYZE vector_chunks"))
+        except Exception:
+            log.exception("refreshing the statistics of vector_chunks failed")

@@ -6,6 +6,7 @@ The HTTP routes are thin wrappers over this; a ``file_search`` tool calls ``sear
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from rejoinder.errors import APIError, InvalidRequest
@@ -24,6 +25,7 @@ from rejoinder.vectors.search import Searcher, SearchRequest, SearchResult
 from rejoinder.vectors.store import UNSET, VectorStoreStore, store_object
 
 log = logging.getLogger(__name__)
+TOUCH_EVERY = 60.0  # seconds: how stale a store's last_active_at may get before a search writes it
 
 
 class VectorStoresUnavailable(InvalidRequest):
@@ -165,8 +167,11 @@ class VectorService:
         must be the owner's (else 404) and not expired (else 400)."""
         self.require_available()
         models: dict[str, str] = {}
+        stale: list[str] = []
         for store_id in request.vector_store_ids:
             row = await self.stores.get_row(store_id, owner)
+            if (row.last_active_at or 0) < time.time() - TOUCH_EVERY:
+                stale.append(store_id)
             if is_expired(row):
                 raise InvalidRequest(f"The vector store '{store_id}' has expired.", param="vector_store_id",
                                      code="vector_store_expired")
@@ -177,5 +182,6 @@ class VectorService:
             log.warning("embedding a search query failed: %s", exc)
             raise APIError("The embedding model could not embed the query; try again later.", status=503,
                            code="embedding_model_unavailable") from None
-        await self.stores.touch(request.vector_store_ids)
+        if stale:  # expiry counts in days: one write a minute per store, not one per search
+            await self.stores.touch(stale)
         return found
