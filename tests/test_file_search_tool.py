@@ -200,3 +200,20 @@ def test_another_principals_store_is_a_404_over_websocket_and_in_background(stor
     with pytest.raises(openai.NotFoundError):
         bob.responses.create(model=MODEL, input="warranty?", tools=[_tool(store_id)], background=True)
     assert upstream.requests == []
+
+
+def test_two_replicas_share_stores_and_keep_tenants_apart(make_vs_server: Any, tmp_path: Any, upstream: Any) -> None:
+    from tests.vector_fixtures import vector_storage_url
+
+    shared = vector_storage_url(tmp_path / "shared")
+    first, second = make_vs_server(storage_url=shared), make_vs_server(storage_url=shared)
+    alice = client(first)
+    manual = alice.files.create(file=("kettle.md", b"The Acme kettle has a warranty of three years."),
+                                purpose="assistants")
+    store = alice.vector_stores.create(name="manuals", file_ids=[manual.id])
+    wait_for(lambda: alice.vector_stores.retrieve(store.id).file_counts.completed == 1, what="ingestion")
+    upstream.queue(calls(("file_search", {"query": "kettle warranty"})), text("Three years [1]."))
+    r = client(second).responses.create(model=MODEL, input="warranty?", tools=[_tool(store.id)])
+    assert r.output[1].content[0].annotations[0].file_id == manual.id
+    with pytest.raises(openai.NotFoundError):
+        client(second, "key-bob").responses.create(model=MODEL, input="warranty?", tools=[_tool(store.id)])
