@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 from sqlalchemy import text
 
 from rejoinder.store.db import Database
@@ -71,19 +72,41 @@ class ServeProcess:
         return self
 
     def wait_ready(self) -> ServeProcess:
+        """Wait until this process serves /health on its port. The port was only free when it was
+        picked: another process on the machine may take it first, answering /health for us while
+        ours fails to bind. So the listening socket must belong to our process (or its workers),
+        and a process that lost its port is relaunched on a new one."""
         assert self.proc is not None
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+                log = self.log_path.read_text()
+                if "address already in use" in log.lower() and time.monotonic() < deadline:
+                    self.port = free_port()
+                    self.launch()
+                    continue
+                raise RuntimeError(f"{self.name} exited: {log[-2000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                if self._listening() and httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name} did not start: {self.log_path.read_text()[-2000:]}")
             time.sleep(0.05)
+
+    def _listening(self) -> bool:
+        """Whether our process (or a worker it started) holds the listening socket on our port."""
+        assert self.proc is not None
+        try:
+            root = psutil.Process(self.proc.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                for conn in proc.net_connections(kind="tcp"):
+                    if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == self.port:
+                        return True
+        except psutil.Error:
+            return False
+        return False
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, exactly like a crashed machine."""

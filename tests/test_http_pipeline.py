@@ -26,7 +26,7 @@ def _err(resp: httpx.Response, status: int) -> dict:
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/v1/responses/compact"),  # OpenAI's compaction endpoint: not served (yet)
+    ("PUT", "/v1/responses/compact"),  # the compaction endpoint takes POST only
     ("POST", "/v1/responses/resp_123"),
     ("DELETE", "/v1/conversations"),
     ("PUT", "/v1/responses"),
