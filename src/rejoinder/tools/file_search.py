@@ -133,17 +133,7 @@ class FileSearchTool:
 
 
 def parse_query(arguments: str) -> str:
-    """The ``query`` of the model's arguments; ValueError with a message for the model."""
-    try:
-        args = json.loads(arguments or "{}")
-    except ValueError:
-        raise ValueError("The arguments are not valid JSON; call file_search with {\"query\": \"...\"}.") from None
-    query = args.get("query") if isinstance(args, dict) else None
-    if isinstance(query, list):  # some models send OpenAI's internal form, a list of queries
-        query = " ".join(q for q in query if isinstance(q, str))
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError("The query is empty; call file_search with {\"query\": \"...\"}.")
-    return query.strip()[:P.MAX_QUERY_CHARS]
+    return search_calls.parse_query(arguments, FUNCTION_NAME, P.MAX_QUERY_CHARS)
 
 
 def model_text(item: dict[str, Any], numbers: list[int]) -> str:

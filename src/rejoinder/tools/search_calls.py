@@ -9,6 +9,7 @@ the third result it was shown, on this turn and on every later one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +18,21 @@ from rejoinder.tools.citations import Source, Sources
 
 _COUNTER = "search_calls.next_marker"
 _SHARED = "search_calls.sources"
+
+
+def parse_query(arguments: str, tool: str, max_chars: int) -> str:
+    """The ``query`` of a model's call to ``tool``; ValueError with a message for the model."""
+    how = f'call {tool} with {{"query": "..."}}'
+    try:
+        args = json.loads(arguments or "{}")
+    except ValueError:
+        raise ValueError(f"The arguments are not valid JSON; {how}.") from None
+    query = args.get("query") if isinstance(args, dict) else None
+    if isinstance(query, list):  # some models send OpenAI's internal form, a list of queries
+        query = " ".join(q for q in query if isinstance(q, str))
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"The query is empty; {how}.")
+    return query.strip()[:max_chars]
 
 
 def sources_of(item: dict[str, Any]) -> list[Source]:

@@ -115,14 +115,7 @@ def make_provider(config: Any) -> WebSearchProvider | None:
 
 
 def parse_query(arguments: str) -> str:
-    try:
-        args = json.loads(arguments or "{}")
-    except ValueError:
-        raise ValueError("The arguments are not valid JSON; call web_search with {\"query\": \"...\"}.") from None
-    query = args.get("query") if isinstance(args, dict) else None
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError("The query is empty; call web_search with {\"query\": \"...\"}.")
-    return query.strip()[:MAX_QUERY_CHARS]
+    return search_calls.parse_query(arguments, FUNCTION_NAME, MAX_QUERY_CHARS)
 
 
 async def search(provider: WebSearchProvider, settings: Any, tool: WebSearchTool, query: str) -> WebSearchOutcome:
