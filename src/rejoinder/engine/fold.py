@@ -30,15 +30,23 @@ async def fold(run: ResponseRun, reply: Reply) -> None:
     run.head_waits = True
     run.sink = _ignore  # only the head and the terminal event matter here: the rest is not handed on
     started = replied = False
+
+    async def body(terminal: Event) -> None:  # from the run's task, right after the commit
+        nonlocal replied
+        if started and not replied and terminal.response is not None:
+            replied = True
+            await reply.body(terminal.response)
+
+    run.on_terminal = body
     async with aclosing(run.events()) as events:
         async for batch in events:
             if not started:
                 await reply.head()
                 started = True
             last = batch[-1]
-            if last.type in TERMINAL_EVENT_TYPES and last.response is not None:
-                await reply.body(last.response)
+            if last.type in TERMINAL_EVENT_TYPES and last.response is not None and not replied:
                 replied = True
+                await reply.body(last.response)
     if not replied:  # ``events()`` ends with a terminal event or raises: this is a bug, not bad input
         raise RuntimeError(f"response {run.plan.response_id} ended without a terminal event")
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from rejoinder.backends.refusal import BackendRefusal
 from rejoinder.engine import chunks as C
 from rejoinder.engine.compaction import view
 from rejoinder.engine.context import build_messages
@@ -74,15 +75,18 @@ class ResponseRun:
         self._refusal: APIError | None = None
         # Where the work's batches go instead of through ``events()``, for a driver that would only
         # forward them (SSE's queue) or drop them (the folded reply): a task switch less per batch.
-        # ``events()`` then yields the head, the closing batch and the terminal event.
+        # ``events()`` then yields the head (and the terminal event when ``on_terminal`` is set).
         self.sink: Callable[[list[Event]], None] | None = None
+        # Awaited from the work's task with the terminal event, right after the commit (a folded
+        # reply's body): no task switch between the last chunk and the reply.
+        self.on_terminal: Callable[[Event], Awaitable[None]] | None = None
+        self._committed = False
 
     # -- the event stream ------------------------------------------------------------------
 
     async def events(self) -> AsyncGenerator[list[Event], None]:
         """The response's events, in order, in non-empty batches."""
         st = self.state
-        committed = False
         queue: asyncio.Queue[Any] = asyncio.Queue()
         worker: asyncio.Task[None] | None = None
         head: list[Event] = []
@@ -106,24 +110,13 @@ class ResponseRun:
             head = []
             if worker is None:
                 worker = asyncio.ensure_future(self._drive(queue))
-            try:
-                while (batch := await queue.get()) is not _END:
-                    yield batch
-                await worker  # the work's own exception, if it ended with one
-                reason = st.response.get("incomplete_details")
-                terminal = st.incomplete(reason["reason"]) if reason else st.completed()
-            except BackendError as exc:
-                closing = self._step.close_open_items(status="incomplete") if self._step is not None else []
-                if closing:
-                    yield closing
-                terminal = st.failed(exc.code, exc.message)
-            await self.persistence.finished(self.plan, st.response)
-            committed = True
-            yield [terminal]
+            while (batch := await queue.get()) is not _END:
+                yield batch  # ... the terminal event last, once committed (``_drive``)
+            await worker  # the work's own exception, if it ended with one
         except asyncio.CancelledError:
             if worker is not None:
                 await cancel_task(worker)  # the state stops changing before it is stored
-            if not committed and st.response["status"] in ("in_progress", "queued"):
+            if not self._committed and st.response["status"] in ("in_progress", "queued"):
                 if self.cancel_requested:
                     st.cancelled()
                 else:
@@ -133,7 +126,7 @@ class ResponseRun:
         except Exception as exc:
             if worker is not None:
                 await cancel_task(worker)
-            if committed or exc is self._refusal:
+            if self._committed or exc is self._refusal:
                 raise
             self.log.exception("response %s failed", self.plan.response_id)
             terminal = st.failed("server_error", "The server had an error while processing the response.")
@@ -146,11 +139,35 @@ class ResponseRun:
             self.observer.finished(st.response["status"])
 
     async def _drive(self, queue: asyncio.Queue[Any]) -> None:
-        """Run the work in this task, from its first step to its end, handing its batches on."""
+        """Run the work in this task, from its first step to its commit, handing its batches on;
+        the terminal event follows the commit."""
+        st = self.state
         push = self.sink or queue.put_nowait
         try:
-            async for batch in self._work():
-                push(batch)
+            try:
+                async for batch in self._work():
+                    push(batch)
+                if self._hold is not None:  # a run with no model call: the head is made and stored first
+                    await self._hold.wait()
+                reason = st.response.get("incomplete_details")
+                terminal = st.incomplete(reason["reason"]) if reason else st.completed()
+            except BackendError as exc:
+                if self.head_waits and not self._accepted.accepted and isinstance(exc, BackendRefusal):
+                    raise  # refused before acceptance: the client's HTTP error (``_until_accepted``)
+                if self._hold is not None:
+                    await self._hold.wait()
+                closing = self._step.close_open_items(status="incomplete") if self._step is not None else []
+                if closing:
+                    push(closing)
+                terminal = st.failed(exc.code, exc.message)
+            await self.persistence.finished(self.plan, st.response)
+            self._committed = True
+            if self.sink is not None and self.on_terminal is None:
+                self.sink([terminal])  # straight to the client, like the batches before it
+            else:
+                queue.put_nowait([terminal])
+            if self.on_terminal is not None:
+                await self.on_terminal(terminal)
         finally:
             queue.put_nowait(_END)
 
