@@ -7,8 +7,8 @@ sends it to the model) and as a conversation item (``POST /v1/conversations/{id}
 only). A large payload that blocks the event loop (a write, a read, a JSON encoding on the loop's
 thread) shows as the small requests' p99 growing by about that much.
 
-    python -m bench.bench_large_input [--seconds 8] [--concurrency 2] [--mb 40] [--storage-url URL]
-                                      [--base REF]
+    python -m bench.bench_large_input [--seconds 8] [--concurrency 2] [--mb 40] [--items 1]
+                                      [--storage-url URL] [--base REF]
 
 ``--base`` (a git ref, or a path to a ``src`` tree) runs the same phases on that version too, one
 server each, phase by phase alternately, so both sides see the machine alike: before and after.
@@ -57,9 +57,11 @@ async def small_requests(url: str, seconds: float, concurrency: int) -> list[flo
     return samples
 
 
-async def large_inputs(url: str, kind: str, size_mb: int, stop: asyncio.Event) -> tuple[int, list[float]]:
-    """Store ``size_mb`` MB inputs one after another until ``stop``; (how many, their latencies)."""
-    blob = "x" * (size_mb * 1024 * 1024)
+async def large_inputs(url: str, kind: str, size_mb: int, stop: asyncio.Event,
+                       items: int = 1) -> tuple[int, list[float]]:
+    """Store ``size_mb`` MB inputs one after another until ``stop``; (how many, their latencies).
+    With ``items`` > 1 the input is a long history of that many messages (a stateless agent's)."""
+    blob = "x" * (size_mb * 1024 * 1024 // items)
     durations: list[float] = []
     async with httpx.AsyncClient(base_url=url, timeout=300) as http:
         conv = (await http.post("/v1/conversations", json={})).json()["id"]
@@ -67,11 +69,11 @@ async def large_inputs(url: str, kind: str, size_mb: int, stop: asyncio.Event) -
         while not stop.is_set():
             # Encoded here, not by httpx: the stdlib encoder would take the client's CPU for longer.
             if kind == "response":
-                body = orjson.dumps({"model": "fake", "input": [{"role": "user", "content": blob + str(n)}]})
+                body = orjson.dumps({"model": "fake", "input": [{"role": "user", "content": blob + str(n)}] * items})
                 path = "/v1/responses"
             else:
                 item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": blob + str(n)}]}
-                body = orjson.dumps({"items": [item]})
+                body = orjson.dumps({"items": [item] * min(items, 20)})  # items.create takes at most 20
                 path = f"/v1/conversations/{conv}/items"
             t0 = time.perf_counter()
             r = await http.post(path, content=body, headers={"content-type": "application/json"})
@@ -83,9 +85,9 @@ async def large_inputs(url: str, kind: str, size_mb: int, stop: asyncio.Event) -
 
 
 async def under_load(url: str, kind: str, seconds: float, concurrency: int,
-                     size_mb: int) -> tuple[list[float], int, list[float]]:
+                     size_mb: int, items: int = 1) -> tuple[list[float], int, list[float]]:
     stop = asyncio.Event()
-    large = asyncio.ensure_future(large_inputs(url, kind, size_mb, stop))
+    large = asyncio.ensure_future(large_inputs(url, kind, size_mb, stop, items))
     await asyncio.sleep(0.5)  # the first large request is on its way
     samples = await small_requests(url, seconds, concurrency)
     stop.set()
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--mb", type=int, default=40)
+    parser.add_argument("--items", type=int, default=1, help="split the large input into this many messages")
     parser.add_argument("--storage-url", default=None, help="default: SQLite in a temporary directory")
     parser.add_argument("--base", default=None, help="a git ref or src path to measure beside this tree")
     args = parser.parse_args()
@@ -190,7 +193,7 @@ def main() -> None:
                     print(line(f"{side}: small responses, alone", samples))
                     continue
                 samples, stored, durations = asyncio.run(
-                    under_load(url, kind, args.seconds, args.concurrency, args.mb))
+                    under_load(url, kind, args.seconds, args.concurrency, args.mb, args.items))
                 print(line(f"{side}: small responses, {args.mb} MB {kind}s stored", samples))
                 print(f"{'':<44} ({stored} large {kind}s, {statistics.median(durations):.0f} ms each at p50)")
 

@@ -9,6 +9,7 @@ body is the terminal event's own bytes, sent from the run's task.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -16,9 +17,9 @@ from fastapi import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from rejoinder.api.create_response import validate_create
+from rejoinder.api.create_response import CreateResponse, validate_create
 from rejoinder.engine.loop import ResponseRun
-from rejoinder.http.body import parse_json_body
+from rejoinder.http.body import OFF_LOOP_BYTES, parse_json_body
 from rejoinder.http.gate import CONTEXT_KEY
 from rejoinder.http.sse import sse_response
 from rejoinder.observability.middleware import note
@@ -63,8 +64,13 @@ class FoldedReply(Response):
 async def create_response(request: Request) -> Response:
     services = request.app.state.services
     context: RequestContext = request.scope[CONTEXT_KEY]
-    raw = parse_json_body(await request.body(), context.limits.max_json_depth)
-    req = validate_create(raw, services.responses.tools)
+    body = await request.body()
+
+    def read() -> tuple[Any, CreateResponse]:
+        raw = parse_json_body(body, context.limits.max_json_depth)
+        return raw, validate_create(raw, services.responses.tools)
+
+    raw, req = await asyncio.to_thread(read) if len(body) > OFF_LOOP_BYTES else read()
     note(request.scope, model=req.model)
     if req.background:
         worker = services.background
