@@ -339,10 +339,13 @@ def test_steer_waits_for_the_tool_output_then_follows_it(server, upstream):
         target = recv(ws)["response"]["id"]
         send(ws, type="response.steer", previous_response_id=target,
              input=[{"type": "message", "role": "user", "content": "also check y"}])
+        events = []  # the model's call is held until the steer is accepted: it must reach a running response
+        while not events or events[-1]["type"] != "response.steer.accepted":
+            events.append(recv(ws))
+            assert events[-1]["type"] not in ("response.completed", "response.failed", "error"), events[-1]
         gate.set()
-        events = until_terminal(ws)
+        events += until_terminal(ws)
         pending = recv(ws)
-        assert any(e["type"] == "response.steer.accepted" for e in events)
         assert pending["type"] == "response.steer.pending" and pending["reason"] == "waiting_for_required_input"
         ResponseSteerPendingEvent.model_validate(pending)
         call = events[-1]["response"]["output"][-1]
