@@ -20,16 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from openai.types import responses as T
 
-from rejoinder.engine.events import Event, ResponseState
+from rejoinder.engine.events import Event
 from rejoinder.errors import APIError, InvalidRequest
-from rejoinder.ids import new_item_id
 from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayScope
 from rejoinder.tenant import Tenant
 from rejoinder.tools import search_calls
 from rejoinder.tools.citations import CitationStream
 from rejoinder.tools.interface import (
-    CallEnv,
-    ModelCall,
     Names,
     Offer,
     Preparation,
@@ -156,25 +153,13 @@ def _replay(item: dict[str, Any], scope: ReplayScope) -> Replayed:
     return ReplayCall(item["id"], FUNCTION_NAME, json.dumps({"query": query}), model_text(item, numbers))
 
 
-class FileSearchCall(ModelCall):
-    on_server = True
+class FileSearchCall(search_calls.SearchCall):
+    item_type = "file_search_call"
+    in_progress_event = T.ResponseFileSearchCallInProgressEvent
+    group: FileSearchGroup
 
-    def __init__(self, env: CallEnv, group: FileSearchGroup):
-        self.state: ResponseState = env.state
-        self.env = env
-        self.group = group
-        self.arguments = ""
-        item: dict[str, Any] = {"id": new_item_id("file_search_call"), "type": "file_search_call",
-                                "status": "in_progress", "queries": [], "results": None}
-        self.index, added = self.state.add_item(item)
-        self.started = [added, self._event(T.ResponseFileSearchCallInProgressEvent, "in_progress")]
-
-    def _event(self, kind: Any, phase: str) -> Event:
-        return self.state.item_event(kind, f"response.file_search_call.{phase}", self.index)
-
-    def delta(self, text: str) -> list[Event]:
-        self.arguments += text
-        return []
+    def starting_fields(self) -> dict[str, Any]:
+        return {"queries": [], "results": None}
 
     async def run(self) -> AsyncIterator[list[Event]]:
         item = self.state.output[self.index]
@@ -210,23 +195,6 @@ class FileSearchCall(ModelCall):
         yield [self._event(T.ResponseFileSearchCallCompletedEvent, "completed"), self.state.item_done(self.index)]
 
 
-class FileSearchOffer(Offer):
-    name = FUNCTION_NAME
-
-    def __init__(self, group: FileSearchGroup):
-        self.group = group
-
-    def chat_tool(self) -> dict[str, Any]:
-        return FUNCTION
-
-    def on_server(self) -> bool:
-        return True
-
-    def begin(self, env: CallEnv, call_id: str) -> tuple[ModelCall, list[Event]]:
-        call = FileSearchCall(env, self.group)
-        return call, call.started
-
-
 class FileSearchGroup(ToolGroup):
     def __init__(self, kind: FileSearchKind, declarations: list[tuple[str, dict[str, Any]]], names: Names,
                  setup: ToolSetup):
@@ -238,12 +206,12 @@ class FileSearchGroup(ToolGroup):
         if len(declarations) > 1:
             raise InvalidRequest("Declare the file_search tool once.", param=declarations[1][0],
                                  code="invalid_value")
-        self.offer: FileSearchOffer | None = None
+        self.offer: search_calls.SearchOffer | None = None
         if declarations:
             param, declaration = declarations[0]
             self.tool = FileSearchTool.parse(declaration, param)
             self.param = param
-            self.offer = FileSearchOffer(self)
+            self.offer = search_calls.SearchOffer(FUNCTION_NAME, FUNCTION, lambda env: FileSearchCall(env, self))
             names.claim(self.offer.name)
 
     async def prepare(self, prep: Preparation) -> None:

@@ -10,11 +10,14 @@ the third result it was shown, on this turn and on every later one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from rejoinder.engine.events import Event, ResponseState
+from rejoinder.ids import new_item_id
 from rejoinder.item_types import ReplayScope
 from rejoinder.tools.citations import Source, Sources
+from rejoinder.tools.interface import CallEnv, ModelCall, Offer
 
 _COUNTER = "search_calls.next_marker"
 _SHARED = "search_calls.sources"
@@ -93,3 +96,53 @@ def results_text(header: str, lines: list[tuple[int, str, str]], budget_chars: i
     return "\n".join([*(f"[{n}] {label}: {shorten(text, share)} [{n}]" for n, label, text in lines),
                       f"({header} Cite a result by writing its marker, like [{lines[0][0]}], after the sentence "
                       "that uses it.)"])
+
+
+class SearchCall(ModelCall):
+    """A search tool's call. Its item starts ``in_progress`` as soon as the model names the tool
+    (``started``: the item's ``output_item.added`` and in-progress events); ``run`` searches once
+    the arguments are complete. Subclasses name the item type, its in-progress event and its
+    own starting fields."""
+
+    on_server = True
+    item_type: str
+    in_progress_event: Any  # the SDK's ``Response<Kind>CallInProgressEvent``
+
+    def __init__(self, env: CallEnv, group: Any):
+        self.state: ResponseState = env.state
+        self.env = env
+        self.group = group
+        self.arguments = ""
+        item = {"id": new_item_id(self.item_type), "type": self.item_type, "status": "in_progress",
+                **self.starting_fields()}
+        self.index, added = self.state.add_item(item)
+        self.started = [added, self._event(self.in_progress_event, "in_progress")]
+
+    def starting_fields(self) -> dict[str, Any]:
+        return {}
+
+    def _event(self, kind: Any, phase: str) -> Event:
+        return self.state.item_event(kind, f"response.{self.item_type}.{phase}", self.index)
+
+    def delta(self, text: str) -> list[Event]:
+        self.arguments += text
+        return []
+
+
+class SearchOffer(Offer):
+    """The one function a search tool offers the model; a call to it is ``call(env)``."""
+
+    def __init__(self, name: str, function: dict[str, Any], call: Callable[[CallEnv], SearchCall]):
+        self.name = name
+        self.function = function
+        self.call = call
+
+    def chat_tool(self) -> dict[str, Any]:
+        return self.function
+
+    def on_server(self) -> bool:
+        return True
+
+    def begin(self, env: CallEnv, call_id: str) -> tuple[ModelCall, list[Event]]:
+        call = self.call(env)
+        return call, call.started

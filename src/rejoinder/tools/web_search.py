@@ -23,15 +23,12 @@ from typing import Any
 import httpx
 from openai.types import responses as T
 
-from rejoinder.engine.events import Event, ResponseState
+from rejoinder.engine.events import Event
 from rejoinder.errors import InvalidRequest
-from rejoinder.ids import new_item_id
 from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayScope
 from rejoinder.tools import search_calls
 from rejoinder.tools.citations import CitationStream
 from rejoinder.tools.interface import (
-    CallEnv,
-    ModelCall,
     Names,
     Offer,
     Preparation,
@@ -164,25 +161,13 @@ def _replay(item: dict[str, Any], scope: ReplayScope) -> Replayed:
     return ReplayCall(item["id"], FUNCTION_NAME, json.dumps({"query": query}), model_text(item, numbers))
 
 
-class WebSearchCall(ModelCall):
-    on_server = True
+class WebSearchCall(search_calls.SearchCall):
+    item_type = "web_search_call"
+    in_progress_event = T.ResponseWebSearchCallInProgressEvent
+    group: WebSearchGroup
 
-    def __init__(self, env: CallEnv, group: WebSearchGroup):
-        self.state: ResponseState = env.state
-        self.env = env
-        self.group = group
-        self.arguments = ""
-        item = {"id": new_item_id("web_search_call"), "type": "web_search_call", "status": "in_progress",
-                "action": {"type": "search", "query": "", "queries": []}}
-        self.index, added = self.state.add_item(item)
-        self.started = [added, self._event(T.ResponseWebSearchCallInProgressEvent, "in_progress")]
-
-    def _event(self, kind: Any, phase: str) -> Event:
-        return self.state.item_event(kind, f"response.web_search_call.{phase}", self.index)
-
-    def delta(self, text: str) -> list[Event]:
-        self.arguments += text
-        return []
+    def starting_fields(self) -> dict[str, Any]:
+        return {"action": {"type": "search", "query": "", "queries": []}}
 
     async def run(self) -> AsyncIterator[list[Event]]:
         item = self.state.output[self.index]
@@ -213,23 +198,6 @@ class WebSearchCall(ModelCall):
         yield [self._event(T.ResponseWebSearchCallCompletedEvent, "completed"), self.state.item_done(self.index)]
 
 
-class WebSearchOffer(Offer):
-    name = FUNCTION_NAME
-
-    def __init__(self, group: WebSearchGroup):
-        self.group = group
-
-    def chat_tool(self) -> dict[str, Any]:
-        return FUNCTION
-
-    def on_server(self) -> bool:
-        return True
-
-    def begin(self, env: CallEnv, call_id: str) -> tuple[ModelCall, list[Event]]:
-        call = WebSearchCall(env, self.group)
-        return call, call.started
-
-
 class WebSearchGroup(ToolGroup):
     """The request's declarations of one web search type; offered only with a provider."""
 
@@ -239,14 +207,14 @@ class WebSearchGroup(ToolGroup):
                  setup: ToolSetup):
         self.kind = kind
         self.tool = WebSearchTool.parse(declarations[0][1]) if declarations else None
-        self.offer: WebSearchOffer | None = None
+        self.offer: search_calls.SearchOffer | None = None
         self.sources = search_calls.sources(setup.shared)
         if self.tool is None:
             return
         if kind.provider is None:
             _not_offered(kind.type)
         elif FUNCTION_NAME not in names.taken:  # web_search and web_search_preview both declared: one offer
-            self.offer = WebSearchOffer(self)
+            self.offer = search_calls.SearchOffer(FUNCTION_NAME, FUNCTION, lambda env: WebSearchCall(env, self))
             names.claim(FUNCTION_NAME)
 
     async def prepare(self, prep: Preparation) -> None:
