@@ -22,7 +22,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_vectors import ADJECTIVES, NOUNS, ingest
-from bench.common import ROOT, free_port, pct, rejoinder, wait_ready
+from bench.common import pct, rejoinder, scripted_upstream
 from tests import pgvector
 from tests.procs import query
 
@@ -43,11 +42,8 @@ from tests.procs import query
 @contextmanager
 def searching_model() -> Iterator[str]:
     """A fake upstream whose model calls file_search with the question, then cites [1]."""
-    port = free_port()
-    code = (
-        "import uvicorn\n"
-        "from tests.fake_upstream import FakeUpstream, calls, text\n"
-        "f = FakeUpstream()\n"
+    with scripted_upstream(
+        "from tests.fake_upstream import calls, text\n"
         "def answer(body):\n"
         "    f.requests.clear()\n"
         "    last = body['messages'][-1]\n"
@@ -55,16 +51,8 @@ def searching_model() -> Iterator[str]:
         "        return text('The answer is there [1].')\n"
         "    return calls(('file_search', {'query': last['content']}))\n"
         "f.responder = answer\n"
-        f"uvicorn.run(f.app, host='127.0.0.1', port={port}, log_level='warning')\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url + "/docs")
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def turns(url: str, store_id: str, questions: list[str]) -> tuple[list[float], list[float]]:

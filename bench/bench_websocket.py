@@ -23,8 +23,6 @@ import asyncio
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +31,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import ROOT, free_port, rejoinder, rss_mb, wait_ready
+from bench.common import rejoinder, rss_mb, scripted_upstream
 
 CALLS = 20
 TOOL = {"type": "function", "name": "read_page", "parameters": {"type": "object", "properties": {}}}
@@ -43,26 +41,15 @@ OUTPUT = "page text " * 50  # what the client's tool returns each turn
 @contextmanager
 def tool_loop_upstream() -> Iterator[str]:
     """The fake upstream: a call to read_page while the transcript has fewer than CALLS tool results."""
-    port = free_port()
-    code = (
-        "import uvicorn\n"
-        "from tests.fake_upstream import FakeUpstream, calls, text\n"
-        "f = FakeUpstream()\n"
+    with scripted_upstream(
+        "from tests.fake_upstream import calls, text\n"
         "def respond(body):\n"
         "    f.requests.clear()\n"
         "    done = sum(1 for m in body['messages'] if m['role'] == 'tool')\n"
         f"    return text('all read') if done >= {CALLS} else calls(('read_page', {{'n': done}}))\n"
         "f.responder = respond\n"
-        f"uvicorn.run(f.app, host='127.0.0.1', port={port}, log_level='warning')\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url + "/docs")
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def _sse_final(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:

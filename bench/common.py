@@ -38,21 +38,13 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 
 @contextmanager
-def fake_upstream(words: int = 20, delay: float = 0.0) -> Iterator[str]:
-    """The scripted fake upstream (tests/fake_upstream.py) answering every call with ``words`` words,
-    ``delay`` seconds before each chunk.
-
-    Every word is the send time of its chunk (``STAMP``), so a client can tell how long each chunk
-    took to reach it, directly or through Rejoinder.
-    """
+def scripted_upstream(setup: str) -> Iterator[str]:
+    """The scripted fake upstream (tests/fake_upstream.py) in a process of its own, answering as
+    ``setup`` says: code run after ``f = FakeUpstream()`` that sets ``f.responder`` (it may import
+    from ``tests.fake_upstream``). Yields its URL."""
     port = free_port()
-    code = (
-        "import uvicorn\n"
-        "from tests.fake_upstream import STAMP, FakeUpstream, text\n"
-        f"words = ' '.join([STAMP.decode()] * {words})\n"
-        f"f = FakeUpstream(); f.responder = lambda body: (f.requests.clear(), text(words, delay={delay}))[1]\n"
-        f"uvicorn.run(f.app, host='127.0.0.1', port={port}, log_level='warning')\n"
-    )
+    code = ("import uvicorn\nfrom tests.fake_upstream import FakeUpstream\nf = FakeUpstream()\n" + setup
+            + f"uvicorn.run(f.app, host='127.0.0.1', port={port}, log_level='warning')\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -61,6 +53,22 @@ def fake_upstream(words: int = 20, delay: float = 0.0) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def fake_upstream(words: int = 20, delay: float = 0.0) -> Iterator[str]:
+    """The scripted fake upstream answering every call with ``words`` words, ``delay`` seconds
+    before each chunk.
+
+    Every word is the send time of its chunk (``STAMP``), so a client can tell how long each chunk
+    took to reach it, directly or through Rejoinder.
+    """
+    with scripted_upstream(
+        "from tests.fake_upstream import STAMP, text\n"
+        f"words = ' '.join([STAMP.decode()] * {words})\n"
+        f"f.responder = lambda body: (f.requests.clear(), text(words, delay={delay}))[1]\n"
+    ) as url:
+        yield url
 
 
 @contextmanager
