@@ -24,13 +24,16 @@ read back to the model) lives in one module under tools/ behind the classes belo
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from rejoinder.engine.events import Event, ResponseState
+from rejoinder.errors import InvalidRequest
 from rejoinder.item_types import ItemType
 from rejoinder.tenant import Tenant
 
@@ -89,6 +92,15 @@ class Preparation:
         return [*self.history, *self.input_items]
 
 
+MAX_NAME = 64  # what OpenAI-compatible backends accept: [a-zA-Z0-9_-]{1,64}
+_ILLEGAL_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def legal_name(name: str) -> str:
+    """``name`` with every character a chat backend refuses in a tool name made ``_``."""
+    return _ILLEGAL_IN_NAME.sub("_", name)
+
+
 class Names:
     """The model-facing names of one request's tools: each is claimed once, in declaration order
     (client tools first, then server tools as they are listed)."""
@@ -99,6 +111,20 @@ class Names:
     def claim(self, name: str) -> str:
         self.taken.add(name)
         return name
+
+    def qualified(self, prefix: str, name: str, clash: str) -> str:
+        """A free ``prefix__name`` (an MCP server's label, a namespace), legal for a chat backend;
+        a stable hash of both settles a name still too long or taken. ``clash``: the 400's message
+        when nothing settles it."""
+        plain = legal_name(f"{prefix}__{name}")
+        if len(plain) <= MAX_NAME and plain not in self.taken:
+            return plain
+        digest = hashlib.sha256(f"{prefix}\0{name}".encode()).hexdigest()
+        for size in (8, 16, 40):
+            short = f"{plain[:MAX_NAME - size - 1]}_{digest[:size]}"
+            if short not in self.taken:
+                return short
+        raise InvalidRequest(clash, param="tools")
 
 
 class ModelCall:

@@ -9,8 +9,6 @@ qualified name again (``aliases``).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,23 +21,6 @@ from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, ToolGrou
 
 if TYPE_CHECKING:
     from rejoinder.tools.interface import ToolSetup
-
-MAX_NAME = 64  # what OpenAI-compatible backends accept: [a-zA-Z0-9_-]{1,64}
-_ILLEGAL = re.compile(r"[^a-zA-Z0-9_-]")
-
-
-def qualified_name(namespace: str, name: str, taken: set[str]) -> str:
-    """``namespace__name``, legal for a chat backend and not in ``taken`` (a stable hash settles the rest)."""
-    plain = _ILLEGAL.sub("_", f"{namespace}__{name}")
-    if len(plain) <= MAX_NAME and plain not in taken:
-        return plain
-    digest = hashlib.sha256(f"{namespace}\0{name}".encode()).hexdigest()
-    for size in (8, 16, 40):
-        short = f"{plain[:MAX_NAME - size - 1]}_{digest[:size]}"
-        if short not in taken:
-            return short
-    raise InvalidRequest(f"Namespace '{namespace}' has tool names that cannot be told apart.", param="tools")
-
 
 class NamespacedFunction(FunctionOffer):
     """A namespace's function: offered under its qualified name, its item names the tool as declared."""
@@ -75,7 +56,8 @@ class NamespaceGroup(ToolGroup):
                     raise InvalidRequest(f"Duplicate tool name '{tool['name']}' in namespace '{label}'.",
                                          param=f"{param}.tools[{j}].name")
                 own.add(tool["name"])
-                model_name = names.claim(qualified_name(label, tool["name"], names.taken))
+                model_name = names.claim(names.qualified(
+                    label, tool["name"], f"Namespace '{label}' has tool names that cannot be told apart."))
                 self._aliases[(label, tool["name"])] = model_name
                 if tool["type"] == "custom":
                     grammar = check_declaration(tool, f"{param}.tools[{j}]")

@@ -9,23 +9,30 @@ before the model is asked again.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from rejoinder.engine.events import Event
 from rejoinder.errors import FailedDependency, InvalidRequest
 from rejoinder.item_types import ItemType, ReplayCall, Replayed, ReplayScope
-from rejoinder.tools.interface import CallEnv, ModelCall, Names, Offer, Preparation, ToolGroup, ToolKind, ToolSetup
+from rejoinder.tools.interface import (
+    MAX_NAME,
+    CallEnv,
+    ModelCall,
+    Names,
+    Offer,
+    Preparation,
+    ToolGroup,
+    ToolKind,
+    ToolSetup,
+    legal_name,
+)
 from rejoinder.tools.mcp.calls import ApprovalCall, McpCall, McpTool, listing_events
 from rejoinder.tools.mcp.client import McpSessions, McpUnavailable
 from rejoinder.tools.mcp.servers import McpServer, refuse_unsupported
 
 DENIED_TEXT = "The user denied this tool call."
-MAX_TOOL_NAME = 64
-_ILLEGAL_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def _result_text(item: dict[str, Any]) -> str:
@@ -154,20 +161,11 @@ class McpGroup(ToolGroup):
         """The name the model sees for an MCP tool: a legal function name (``[a-zA-Z0-9_-]{1,64}``,
         what OpenAI-compatible backends accept) that no other tool of the request uses. A clash is
         settled with ``label__name``; a name still too long or taken gets a stable hash suffix."""
-        taken = self.names.taken
-        plain = _ILLEGAL_IN_NAME.sub("_", name) or "tool"
-        if len(plain) <= MAX_TOOL_NAME and plain not in taken:
+        plain = legal_name(name) or "tool"
+        if len(plain) <= MAX_NAME and plain not in self.names.taken:
             return plain
-        prefixed = _ILLEGAL_IN_NAME.sub("_", f"{server_label}__{name}")
-        if len(prefixed) <= MAX_TOOL_NAME and prefixed not in taken:
-            return prefixed
-        digest = hashlib.sha256(f"{server_label}\0{name}".encode()).hexdigest()
-        for size in (8, 16, 64):
-            short = f"{prefixed[:MAX_TOOL_NAME - size - 1]}_{digest[:size]}"
-            if short not in taken:
-                return short
-        raise InvalidRequest(f"MCP server '{server_label}' lists tool names that cannot be told apart.",
-                             param="tools")
+        return self.names.qualified(
+            server_label, name, f"MCP server '{server_label}' lists tool names that cannot be told apart.")
 
     def find(self, server_label: str, name: str) -> McpTool | None:
         """The offered tool ``name`` of ``server_label`` (None: not in this request, or not allowed)."""
